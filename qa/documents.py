@@ -1,0 +1,140 @@
+"""Parsing: a Wikipedia article saved as plain text → a Document with sections and references.
+
+The format (see corpus/; Markdown files use "# Title" and "## Section" instead): the title on the first line, Wikipedia's tagline, an infobox of short
+lines, the lead paragraphs, then sections whose headings end in ``[modifier | modifier le code]``.
+Paragraphs are separated by blank lines and cite footnotes as ``[n]``. The section
+"Notes et références" lists the references as ``  n. a b et c Text``, where the letters are
+back-links that are not part of the reference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qa.text import footnotes_in
+
+LEAD_SECTION = "Introduction"
+HEADING_SUFFIX = "[modifier | modifier le code]"
+REFERENCE_SECTIONS = ("notes et références", "références", "notes")
+TAGLINE = re.compile(r"^(Un article de Wikipédia|From Wikipedia)", re.IGNORECASE)
+_BLOCK = re.compile(r"[^\n]+(?:\n[^\n]+)*")
+_REFERENCE_ENTRY = re.compile(r"^[ \t]*(\d+)\.[ \t]+(.+)$", re.MULTILINE)
+_MARKDOWN_HEADING = re.compile(r"^#{2,6} \S")
+_BACKLINKS = re.compile(r"^(?:[a-z] )*[a-z] et [a-z] ")
+
+
+class CorpusFileError(ValueError):
+    """A corpus file cannot be read as an article; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    """A block of the article: its text, where it sits in the source, and what kind it is."""
+
+    text: str
+    start: int
+    end: int
+    kind: str = "text"  # "text", "infobox" or "reference"
+    footnotes: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    paragraphs: tuple[Paragraph, ...]
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One entry of "Notes et références", back-link letters stripped."""
+
+    number: int
+    text: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Document:
+    doc_id: str
+    title: str
+    path: str
+    sha256: str
+    sections: tuple[Section, ...]
+    references: dict[int, Reference] = field(default_factory=dict)
+
+
+def read_article(path: Path) -> Document:
+    """Read and parse one article file, or raise CorpusFileError naming it."""
+    try:
+        raw = path.read_bytes()
+        source = raw.decode("utf-8")
+    except OSError as error:
+        raise CorpusFileError(f"{path}: cannot be read ({error.strerror})") from error
+    except UnicodeDecodeError as error:
+        raise CorpusFileError(f"{path}: not UTF-8 text (byte {error.start})") from error
+    if "\x00" in source:
+        raise CorpusFileError(f"{path}: binary file, not text")
+    if not source.strip():
+        raise CorpusFileError(f"{path}: empty file")
+    return parse_article(source, doc_id=path.stem, path=str(path), sha256=hashlib.sha256(raw).hexdigest())
+
+
+def parse_article(source: str, doc_id: str, path: str = "", sha256: str = "") -> Document:
+    """Split the source into title, sections of paragraphs and the reference list.
+
+    The reference list becomes a section of its own whose paragraphs are the references,
+    so that a question about a source finds it. Empty sections are dropped.
+    """
+    blocks = [(m.group(), m.start(), m.end()) for m in _BLOCK.finditer(source) if m.group().strip()]
+    title = blocks[0][0].strip().lstrip("#").strip()
+    sections: list[Section] = []
+    references: dict[int, Reference] = {}
+    heading, paragraphs = LEAD_SECTION, []
+    for text, start, end in blocks[1:]:
+        if TAGLINE.match(text.strip()):
+            continue
+        if _is_heading(text):
+            sections.append(Section(heading, tuple(paragraphs)))
+            heading, paragraphs = _heading_title(text), []
+        elif heading.lower() in REFERENCE_SECTIONS:
+            found = _references_in(text, start)
+            references.update(found)
+            paragraphs += [Paragraph(r.text, r.start, r.end, "reference", (r.number,)) for r in found.values()]
+        else:
+            paragraphs.append(_paragraph(text, start, end, first=not sections and not paragraphs))
+    sections.append(Section(heading, tuple(paragraphs)))
+    return Document(doc_id, title, path, sha256, tuple(s for s in sections if s.paragraphs), references)
+
+
+def _is_heading(block: str) -> bool:
+    """A Wikipedia heading (ends in "[modifier | modifier le code]") or a Markdown one ("## …")."""
+    return "\n" not in block and (block.rstrip().endswith(HEADING_SUFFIX) or _MARKDOWN_HEADING.match(block) is not None)
+
+
+def _heading_title(block: str) -> str:
+    block = block.strip()
+    if block.endswith(HEADING_SUFFIX):
+        block = block[: -len(HEADING_SUFFIX)]
+    return block.lstrip("#").strip()
+
+
+def _paragraph(text: str, start: int, end: int, first: bool) -> Paragraph:
+    """A text paragraph, or the infobox: the first block when it is several short lines."""
+    lines = text.split("\n")
+    is_infobox = first and len(lines) > 2 and all(len(line) < 80 and not line.rstrip().endswith(".") for line in lines)
+    return Paragraph(text, start, end, kind="infobox" if is_infobox else "text", footnotes=footnotes_in(text))
+
+
+def _references_in(block: str, offset: int) -> dict[int, Reference]:
+    references = {}
+    for match in _REFERENCE_ENTRY.finditer(block):
+        number, entry = int(match.group(1)), match.group(2).rstrip()
+        backlinks = _BACKLINKS.match(entry)
+        skip = backlinks.end() if backlinks else 0
+        start = offset + match.start(2) + skip
+        references[number] = Reference(number, entry[skip:], start, start + len(entry) - skip)
+    return references

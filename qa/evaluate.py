@@ -1,0 +1,123 @@
+"""Evaluation: run questions with known answers through the engine and measure the answers.
+
+A question file is JSON lines with ``question``, ``answer`` (a substring of the corpus up to
+white space, or null when the corpus does not answer), ``footnotes``, ``lang`` and ``kind``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from qa.engine import Engine
+from qa.text import squash_spaces
+
+RANK_DEPTH = 5
+
+
+@dataclass(frozen=True)
+class Case:
+    question: str
+    answer: str | None
+    footnotes: tuple[int, ...]
+    lang: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    case: Case
+    rank: int | None  # rank of the first passage containing the answer, if any in the top 5
+    sentence_has_answer: bool
+    answered: bool
+    footnotes: tuple[int, ...]  # cited for the answer
+    seconds: float
+
+
+def read_cases(path: Path) -> list[Case]:
+    cases = []
+    for number, line in enumerate(path.read_text("utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            cases.append(
+                Case(row["question"], row.get("answer"), tuple(row.get("footnotes") or ()), row.get("lang", "?"), row.get("kind", "?"))
+            )
+        except (ValueError, KeyError) as error:
+            raise ValueError(f"{path}:{number}: not a question line ({error})") from error
+    return cases
+
+
+def run_case(engine: Engine, case: Case) -> Outcome:
+    started = time.perf_counter()
+    answer = engine.ask(case.question, k=RANK_DEPTH)
+    seconds = time.perf_counter() - started
+    expected = squash_spaces(case.answer) if case.answer else None
+    rank = None
+    if expected:
+        rank = next((p.rank for p in answer.passages if expected in squash_spaces(p.passage.text)), None)
+    sentence_has_answer = bool(expected and answer.answer_sentence and expected in squash_spaces(answer.answer_sentence))
+    cited = tuple(f.number for f in answer.answer_footnotes)
+    return Outcome(case, rank, sentence_has_answer, answer.answered, cited, seconds)
+
+
+def summarise(outcomes: list[Outcome]) -> dict:
+    """The figures for a group of outcomes (see README for their meaning)."""
+    answerable = [o for o in outcomes if o.case.answer]
+    unanswerable = [o for o in outcomes if not o.case.answer]
+    with_footnotes = [o for o in answerable if o.case.footnotes]
+    abstained = [o for o in outcomes if not o.answered]
+    latencies = np.array([o.seconds for o in outcomes]) * 1000
+
+    def share(items: list, test) -> float | None:
+        return round(sum(1 for o in items if test(o)) / len(items), 3) if items else None
+
+    cited = [f for o in with_footnotes for f in o.footnotes]
+    correct = [f for o in with_footnotes for f in o.footnotes if f in o.case.footnotes]
+    expected_total = sum(len(o.case.footnotes) for o in with_footnotes)
+    return {
+        "questions": len(outcomes),
+        "answerable": len(answerable),
+        "recall@1": share(answerable, lambda o: o.rank is not None and o.rank <= 1),
+        "recall@3": share(answerable, lambda o: o.rank is not None and o.rank <= 3),
+        "recall@5": share(answerable, lambda o: o.rank is not None and o.rank <= 5),
+        "mrr": round(float(np.mean([1 / o.rank if o.rank else 0 for o in answerable])), 3) if answerable else None,
+        "sentence_has_answer": share(answerable, lambda o: o.sentence_has_answer),
+        "footnote_precision": round(len(correct) / len(cited), 3) if cited else None,
+        "footnote_recall": round(len(correct) / expected_total, 3) if expected_total else None,
+        "footnotes_cover_expected": share(with_footnotes, lambda o: set(o.case.footnotes) <= set(o.footnotes)),
+        "abstention_precision": round(sum(1 for o in abstained if not o.case.answer) / len(abstained), 3) if abstained else None,
+        "abstention_recall": share(unanswerable, lambda o: not o.answered),
+        "answerable_abstained": sum(1 for o in answerable if not o.answered),
+        "latency_p50_ms": round(float(np.percentile(latencies, 50)), 1) if len(latencies) else None,
+        "latency_p95_ms": round(float(np.percentile(latencies, 95)), 1) if len(latencies) else None,
+    }
+
+
+def evaluate(engine: Engine, cases: list[Case]) -> dict:
+    """Figures overall, by language and by kind."""
+    engine.ask(cases[0].question)  # warm-up: the first query pays one-off costs
+    outcomes = [run_case(engine, c) for c in cases]
+    report = {"overall": summarise(outcomes)}
+    for field in ("lang", "kind"):
+        for value in sorted({getattr(o.case, field) for o in outcomes}):
+            report[f"{field}={value}"] = summarise([o for o in outcomes if getattr(o.case, field) == value])
+    return report
+
+
+def format_report(report: dict) -> str:
+    """A table: one row per group, one column per figure."""
+    columns = ["questions", "recall@1", "recall@3", "recall@5", "mrr", "sentence_has_answer",
+               "footnotes_cover_expected", "footnote_precision", "footnote_recall",
+               "abstention_precision", "abstention_recall", "latency_p50_ms", "latency_p95_ms"]
+    short = ["n", "R@1", "R@3", "R@5", "MRR", "sent", "fn⊇", "fnP", "fnR", "absP", "absR", "p50ms", "p95ms"]
+    rows = [["group", *short]]
+    for group, figures in report.items():
+        rows.append([group, *("-" if figures[c] is None else str(figures[c]) for c in columns)])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows)

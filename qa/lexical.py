@@ -1,0 +1,62 @@
+"""Lexical retrieval: BM25 (bm25s) over French-stemmed, accent- and case-folded words."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import bm25s
+import numpy as np
+import Stemmer
+
+from qa.text import fold, without_footnotes
+
+_WORD = re.compile(r"\w+")
+# Folded French function words: they match everywhere and only add noise to BM25.
+FRENCH_STOPWORDS = frozenset(
+    fold(w)
+    for w in """a au aux avec ce ces cet cette dans de des du elle elles en est et etait il ils
+    je l la le les leur leurs lui mais me meme mes moi mon ne nos notre nous on ou par pas pour
+    qu que qui quel quelle quels quelles quand comment combien pourquoi sa sans se ses son sont
+    sur ta te tes toi ton tu un une vos votre vous d s c n j m t y ete etre avoir a-t-il a-t-elle
+    est-ce ceci cela ca dont ont fait faire""".split()
+)
+
+
+@lru_cache(maxsize=1)
+def _stemmer() -> Stemmer.Stemmer:
+    return Stemmer.Stemmer("french")
+
+
+def terms(text: str) -> list[str]:
+    """The BM25 terms of a text: folded, stop words dropped, stemmed."""
+    words = [w for w in _WORD.findall(fold(without_footnotes(text))) if w not in FRENCH_STOPWORDS]
+    return _stemmer().stemWords(words)
+
+
+class LexicalIndex:
+    """A BM25 index over passage texts, saved as bm25s's own npy/json files (no pickle)."""
+
+    def __init__(self, model: bm25s.BM25) -> None:
+        self.model = model
+
+    @classmethod
+    def build(cls, texts: list[str]) -> "LexicalIndex":
+        model = bm25s.BM25(k1=1.2, b=0.75)
+        model.index([terms(t) for t in texts], show_progress=False)
+        return cls(model)
+
+    def save(self, folder: Path) -> None:
+        self.model.save(str(folder), show_progress=False)
+
+    @classmethod
+    def load(cls, folder: Path) -> "LexicalIndex":
+        return cls(bm25s.BM25.load(str(folder), show_progress=False))
+
+    def scores(self, question: str) -> np.ndarray:
+        """The BM25 score of every passage for the question (0 where no term matches)."""
+        query = [t for t in terms(question) if t in self.model.vocab_dict]
+        if not query:
+            return np.zeros(self.model.scores["num_docs"], dtype=np.float32)
+        return self.model.get_scores(query).astype(np.float32)

@@ -1,0 +1,87 @@
+"""Splitting: a Document → Passages that keep their section, source offsets and footnotes.
+
+Each paragraph is split on its own (a passage never spans two paragraphs, so it is one
+contiguous span of the source) with langchain's RecursiveCharacterTextSplitter, whose only
+separator is a sentence boundary: a sentence is never cut, and a footnote marker stays with the
+sentence it follows. A sentence longer than the chunk size becomes a passage of its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+from qa.documents import Document, Paragraph
+from qa.text import SENTENCE_BREAK, footnotes_in, sentence_spans
+
+
+@dataclass(frozen=True)
+class Passage:
+    """The unit that is embedded, retrieved and shown."""
+
+    id: str
+    doc_id: str
+    title: str
+    section: str
+    kind: str  # "text", "infobox" or "reference"
+    text: str
+    start: int
+    end: int
+    footnotes: tuple[int, ...]
+    sentences: tuple[tuple[int, int], ...]  # spans inside ``text``
+
+
+def sentence_splitter(chunk_size: int, chunk_overlap: int) -> RecursiveCharacterTextSplitter:
+    """A splitter that only ever cuts between sentences."""
+    return RecursiveCharacterTextSplitter(
+        separators=[SENTENCE_BREAK],
+        is_separator_regex=True,
+        keep_separator="end",
+        chunk_size=chunk_size,
+        chunk_overlap=chunk_overlap,
+        strip_whitespace=True,
+    )
+
+
+def passages_for(document: Document, chunk_size: int, chunk_overlap: int = 0) -> list[Passage]:
+    """All passages of a document, in reading order; references are passages of their own."""
+    splitter = sentence_splitter(chunk_size, chunk_overlap)
+    passages = []
+    for section_number, section in enumerate(document.sections):
+        for number, paragraph in enumerate(section.paragraphs):
+            chunks = [paragraph.text] if paragraph.kind != "text" else splitter.split_text(paragraph.text)
+            for chunk_number, (start, end) in enumerate(_locate(chunks, paragraph)):
+                text = paragraph.text[start - paragraph.start : end - paragraph.start]
+                passages.append(
+                    Passage(
+                        id=_passage_id(document.doc_id, paragraph, f"s{section_number}p{number}c{chunk_number}"),
+                        doc_id=document.doc_id,
+                        title=document.title,
+                        section=section.title,
+                        kind=paragraph.kind,
+                        text=text,
+                        start=start,
+                        end=end,
+                        footnotes=paragraph.footnotes if paragraph.kind == "reference" else footnotes_in(text),
+                        sentences=tuple(sentence_spans(text)) if paragraph.kind == "text" else ((0, len(text)),),
+                    )
+                )
+    return passages
+
+
+def _locate(chunks: list[str], paragraph: Paragraph) -> list[tuple[int, int]]:
+    """Source offsets of each chunk, searched in order inside the paragraph."""
+    spans, cursor = [], 0
+    for chunk in (c.strip() for c in chunks):
+        at = paragraph.text.index(chunk, cursor)
+        spans.append((paragraph.start + at, paragraph.start + at + len(chunk)))
+        cursor = at + 1  # chunks may overlap
+    return spans
+
+
+def _passage_id(doc_id: str, paragraph: Paragraph, position: str) -> str:
+    """Stable ids: a reference is named by its number, a text chunk by its place."""
+    if paragraph.kind == "reference":
+        return f"{doc_id}:ref-{paragraph.footnotes[0]}"
+    return f"{doc_id}:{position}"

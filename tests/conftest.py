@@ -1,0 +1,41 @@
+"""Shared fixtures: the real model and a real index of the bundled corpus, built once per run."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from qa.config import Settings  # noqa: E402
+from qa.engine import build, open_engine  # noqa: E402
+from qa.model import load_embedder  # noqa: E402
+
+DEV_QUESTIONS = ROOT / "eval" / "dev.jsonl"
+CORPUS_FILE = ROOT / "corpus" / "relations-kazakhstan-russie.txt"
+
+
+def dev_questions() -> list[dict]:
+    return [json.loads(line) for line in DEV_QUESTIONS.read_text("utf-8").splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    return load_embedder(Settings.from_env())
+
+
+@pytest.fixture(scope="session")
+def index_dir(tmp_path_factory, embedder) -> Path:
+    folder = tmp_path_factory.mktemp("index")
+    build(Settings.from_env(index=folder), embedder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def engine(index_dir, embedder):
+    return open_engine(Settings.from_env(index=index_dir), embedder)

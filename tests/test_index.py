@@ -1,0 +1,100 @@
+"""The index folder: a build → load round trip, and clear refusals of stale, foreign or broken indexes."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+
+import pytest
+
+from conftest import CORPUS_FILE
+from qa.config import Settings
+from qa.engine import build, open_engine
+from qa.text import squash_spaces
+from qa.index import (
+    IncompatibleIndexError,
+    IndexUnusableError,
+    MissingIndexError,
+    check_compatible,
+    current_build,
+    load_index,
+    stale_reasons,
+)
+
+
+def test_a_built_index_loads_back_with_its_manifest(index_dir, engine):
+    index = load_index(index_dir)
+    manifest = index.manifest
+    assert manifest.model == Settings().model
+    assert manifest.dimension == 384
+    assert manifest.chunk_size == Settings().chunk_size
+    assert manifest.corpus_files == {CORPUS_FILE.name: hashlib.sha256(CORPUS_FILE.read_bytes()).hexdigest()}
+    assert manifest.passages == len(index.passages) == index.vectors.ntotal
+    assert [p.id for p in index.passages] == [p.id for p in engine.index.passages]
+    assert index.reference("relations-kazakhstan-russie", 3).endswith("Le Point, (lire en ligne)")
+    assert len(index.sentence_embeddings(0)) == len(index.passages[0].sentences)
+    assert sorted(f.name for f in current_build(index_dir).iterdir()) == [
+        "lexical", "manifest.json", "passages.json", "sentences.npy", "vectors.faiss"
+    ]
+
+
+@pytest.fixture
+def own_corpus(tmp_path, embedder):
+    """A private copy of the corpus with an index built from it."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(CORPUS_FILE, corpus)
+    settings = Settings.from_env(corpus=corpus, index=tmp_path / "index")
+    build(settings, embedder)
+    return settings
+
+
+def test_an_index_knows_when_the_corpus_changed(own_corpus):
+    index = load_index(own_corpus.index)
+    assert stale_reasons(index, own_corpus) == []
+    article = own_corpus.corpus / CORPUS_FILE.name
+    article.write_text(article.read_text("utf-8").replace("6 846", "6 847"), "utf-8")
+    (own_corpus.corpus / "autre.md").write_text("# Autre\n\nUn paragraphe.\n", "utf-8")
+    assert stale_reasons(index, own_corpus) == [f"{CORPUS_FILE.name} changed", "autre.md added"]
+
+
+def test_an_index_of_another_model_is_refused(engine):
+    with pytest.raises(IncompatibleIndexError, match="rebuild"):
+        check_compatible(engine.index, Settings(model="some/other-model"), 384)
+    with pytest.raises(IncompatibleIndexError, match="768"):
+        check_compatible(engine.index, Settings(), 768)
+
+
+def test_no_index_says_how_to_build_one(tmp_path, embedder):
+    with pytest.raises(MissingIndexError, match="python -m qa build"):
+        open_engine(Settings.from_env(index=tmp_path), embedder)
+
+
+@pytest.mark.parametrize("damaged", ["vectors.faiss", "passages.json", "manifest.json", "sentences.npy"])
+def test_a_corrupted_index_file_gives_a_clear_error(own_corpus, damaged):
+    path = current_build(own_corpus.index) / damaged
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    with pytest.raises(IndexUnusableError, match="rebuild"):
+        load_index(own_corpus.index)
+
+
+def test_a_build_that_fails_half_way_leaves_the_old_index_in_use(own_corpus, embedder):
+    before = current_build(own_corpus.index)
+
+    class FailingAfterFirstBatch:
+        """The real model, made to fail after its first batch (a crash mid-build)."""
+
+        calls = 0
+
+        def encode(self, *args, **kwargs):
+            self.calls += 1
+            if self.calls > 1:
+                raise RuntimeError("simulated crash")
+            return embedder.encode(*args, **kwargs)
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        build(own_corpus, FailingAfterFirstBatch())
+    assert current_build(own_corpus.index) == before
+    answer = open_engine(own_corpus, embedder).ask("Quelle est la longueur de la frontière ?")
+    assert "6 846 km" in squash_spaces(answer.answer_sentence)
+    assert [p.name for p in own_corpus.index.iterdir() if p.name.startswith(".")] == []

@@ -1,27 +1,32 @@
 """Answers: the retrieved passages, the sentence that answers, and its footnotes resolved.
 
-Nothing is generated: the answer is a sentence of the corpus, inside its passage, with the
-references its footnote markers point to. When the best match is too weak, the answer says so
-(in the question's language) and the passages are offered as possibly useful.
+Nothing is generated: the answer is a sentence of the best passage, with the references its
+footnote markers point to. When the best match is too weak, or the sentence lacks what the
+question asks for (a year, a date, a number), the answer says so in the question's language and
+the passages are offered as possibly useful.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
 
-from qa.lexical import terms
+from qa.lexical import LexicalIndex, terms
 from qa.passages import Passage
+from qa.question_types import fits_expected_type
 from qa.retrieve import Hit, Retrieval, Retriever
 from qa.text import footnotes_in, question_language
 
 # Calibrated on dev.jsonl (see README): below this fused score the corpus is taken not to answer.
 ANSWER_THRESHOLD = 0.80
-# How much a sentence's own match counts against its passage's rank when choosing the answer.
+# Weight of the share of the question's terms a sentence carries, against its cosine.
 SENTENCE_LEXICAL_WEIGHT = 0.1
-# The answering sentence is looked for in this many of the best passages.
-SENTENCE_CANDIDATES = 3
+# Share of a question's terms known to the corpus above which it is taken to be in its language.
+SAME_LANGUAGE_COVERAGE = 0.5
+# A capitalised word that does not start the question, or an acronym: a name.
+_NAME = re.compile(r"(?<!^)\b[A-ZÀ-Ý][\w'’-]*")
 NO_ANSWER = {
     "fr": "Je n'ai pas trouvé de réponse dans le corpus.",
     "en": "I found no answer in the corpus.",
@@ -73,29 +78,44 @@ def check_question(question: str, max_chars: int) -> str:
 
 
 def answer_question(question: str, retriever: Retriever, k: int, max_chars: int = 1000) -> Answer:
-    """Retrieve k passages and pick the sentence that answers among them."""
+    """Retrieve k passages; the answer is the best sentence of the first one."""
     question = check_question(question, max_chars)
+    language = question_language(question)
     retrieval = retriever.search(question, k)
     if not retrieval.hits:
-        return Answer(question, question_language(question), False, None, (), ())
-    best_hit, span = _answering_sentence(retrieval, retriever)
-    ordered = [best_hit] + [h for h in retrieval.hits if h is not best_hit]
+        return Answer(question, language, False, None, (), ())
+    top = retrieval.hits[0]
+    span = _answering_sentence(top, retrieval, retriever)
+    sentence = top.passage.text[span[0] : span[1]]
     index = retriever.index
     passages = tuple(
         AnswerPassage(
             passage=hit.passage,
             rank=rank,
             score=hit.score,
-            sentence=span if hit is best_hit else None,
+            sentence=span if hit is top else None,
             footnotes=tuple(Footnote(n, index.reference(hit.passage.doc_id, n)) for n in hit.passage.footnotes),
         )
-        for rank, hit in enumerate(ordered, start=1)
+        for rank, hit in enumerate(retrieval.hits, start=1)
     )
-    answered = retrieval.hits[0].score >= ANSWER_THRESHOLD
-    sentence = best_hit.passage.text[span[0] : span[1]]
-    backing = set(footnotes_backing(best_hit.passage, span))
+    backing = set(footnotes_backing(top.passage, span))
     sentence_footnotes = tuple(f for f in passages[0].footnotes if f.number in backing)
-    return Answer(question, question_language(question), answered, sentence, sentence_footnotes, passages)
+    answered = (
+        top.score >= ANSWER_THRESHOLD
+        and fits_expected_type(question, sentence)
+        and not unknown_names(question, retrieval, index.lexical)
+    )
+    return Answer(question, language, answered, sentence, sentence_footnotes, passages)
+
+
+def unknown_names(question: str, retrieval: Retrieval, lexical: LexicalIndex) -> list[str]:
+    """Names in a question in the corpus's language (most of its terms known) that the corpus
+    never mentions: "le PIB", "la Mongolie". The corpus cannot answer about what it never names.
+    Questions in another language are left out: their names are spelt otherwise (Putin, Poutine)."""
+    if retrieval.term_coverage < SAME_LANGUAGE_COVERAGE:
+        return []
+    names = _NAME.findall(question.strip())
+    return [name for name in names if (found := terms(name)) and not any(lexical.knows(t) for t in found)]
 
 
 def footnotes_backing(passage: Passage, span: tuple[int, int]) -> tuple[int, ...]:
@@ -111,17 +131,18 @@ def footnotes_backing(passage: Passage, span: tuple[int, int]) -> tuple[int, ...
     return ()
 
 
-def _answering_sentence(retrieval: Retrieval, retriever: Retriever) -> tuple[Hit, tuple[int, int]]:
-    """The (passage, sentence) pair that best answers: the sentence's own similarity to the
-    question and its share of the question's terms, on top of its passage's score."""
+def _answering_sentence(hit: Hit, retrieval: Retrieval, retriever: Retriever) -> tuple[int, int]:
+    """The sentence of the passage that best answers: among those that hold what the question
+    asks for (if any do), the one most similar to the question, plus its share of the
+    question's terms (weighted by how well the corpus knows those terms)."""
     wanted = set(retrieval.query_terms)
-    best: tuple[float, Hit, tuple[int, int]] | None = None
-    for hit in retrieval.hits[:SENTENCE_CANDIDATES]:
-        similarities = retriever.index.sentence_embeddings(hit.position) @ retrieval.query_vector
-        for span, similarity in zip(hit.passage.sentences, np.atleast_1d(similarities)):
-            sentence_terms = set(terms(hit.passage.text[span[0] : span[1]]))
-            overlap = len(wanted & sentence_terms) / len(wanted) if wanted else 0.0
-            score = hit.score + float(similarity) + SENTENCE_LEXICAL_WEIGHT * retrieval.term_coverage * overlap
-            if best is None or score > best[0]:
-                best = (score, hit, span)
-    return best[1], best[2]
+    similarities = np.atleast_1d(retriever.index.sentence_embeddings(hit.position) @ retrieval.query_vector)
+
+    def score(item: tuple[tuple[int, int], float]) -> float:
+        (start, end), similarity = item
+        overlap = len(wanted & set(terms(hit.passage.text[start:end]))) / len(wanted) if wanted else 0.0
+        return float(similarity) + SENTENCE_LEXICAL_WEIGHT * retrieval.term_coverage * overlap
+
+    candidates = list(zip(hit.passage.sentences, similarities))
+    typed = [c for c in candidates if fits_expected_type(retrieval.question, hit.passage.text[c[0][0] : c[0][1]])]
+    return max(typed or candidates, key=score)[0]

@@ -114,8 +114,8 @@ def format_report(report: dict) -> str:
     """A table: one row per group, one column per figure."""
     columns = ["questions", "recall@1", "recall@3", "recall@5", "mrr", "sentence_has_answer",
                "footnotes_cover_expected", "footnote_precision", "footnote_recall",
-               "abstention_precision", "abstention_recall", "latency_p50_ms", "latency_p95_ms"]
-    short = ["n", "R@1", "R@3", "R@5", "MRR", "sent", "fn⊇", "fnP", "fnR", "absP", "absR", "p50ms", "p95ms"]
+               "abstention_precision", "abstention_recall", "answerable_abstained", "latency_p50_ms", "latency_p95_ms"]
+    short = ["n", "R@1", "R@3", "R@5", "MRR", "sent", "fn⊇", "fnP", "fnR", "absP", "absR", "ans✗", "p50ms", "p95ms"]
     rows = [["group", *short]]
     for group, figures in report.items():
         rows.append([group, *("-" if figures[c] is None else str(figures[c]) for c in columns)])

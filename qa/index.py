@@ -94,9 +94,17 @@ class SearchIndex:
         return self.documents[doc_id].references.get(number)
 
 
-def search_text(passage: Passage) -> str:
-    """What is embedded and matched for a passage: its text without footnote markers."""
+def dense_text(passage: Passage) -> str:
+    """What is embedded for a passage: its text without footnote markers."""
     return without_footnotes(passage.text)
+
+
+def lexical_text(passage: Passage) -> str:
+    """What BM25 matches for a passage: its article title and section, then its text.
+
+    With the title, a question naming the article's subject finds its passages; in the
+    embedded text the title made English questions worse (measured, see README)."""
+    return f"{passage.title}\n{passage.section}\n{dense_text(passage)}"
 
 
 def build_index(corpus: Corpus, settings: Settings, embedder, progress: Progress | None = None) -> Path:
@@ -105,7 +113,7 @@ def build_index(corpus: Corpus, settings: Settings, embedder, progress: Progress
     if not passages:
         raise IndexUnusableError(f"no passages: the corpus folder {corpus.folder} has no readable article")
     sentences = [without_footnotes(p.text[a:b]) for p in passages for a, b in p.sentences]
-    texts = [search_text(p) for p in passages] + sentences
+    texts = [dense_text(p) for p in passages] + sentences
     embeddings = _embed(embedder, texts, progress)
     vectors, sentence_vectors = embeddings[: len(passages)], embeddings[len(passages) :]
     manifest = Manifest(
@@ -128,7 +136,7 @@ def build_index(corpus: Corpus, settings: Settings, embedder, progress: Progress
         flat.add(vectors)
         faiss.write_index(flat, str(staging / "vectors.faiss"))
         np.save(staging / "sentences.npy", sentence_vectors, allow_pickle=False)
-        LexicalIndex.build([search_text(p) for p in passages]).save(staging / "lexical")
+        LexicalIndex.build([lexical_text(p) for p in passages]).save(staging / "lexical")
         _write_json(staging / "passages.json", _passages_payload(corpus.documents, passages))
         _write_json(staging / "manifest.json", asdict(manifest))
         staging.rename(build)

@@ -54,6 +54,10 @@ class LexicalIndex:
     def load(cls, folder: Path) -> "LexicalIndex":
         return cls(bm25s.BM25.load(str(folder), show_progress=False))
 
+    def knows(self, term: str) -> bool:
+        """Whether a term occurs in the indexed passages."""
+        return term in self.model.vocab_dict
+
     def scores(self, question: str) -> np.ndarray:
         """The BM25 score of every passage for the question (0 where no term matches)."""
         query = [t for t in terms(question) if t in self.model.vocab_dict]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from qa.lexical import LexicalIndex, terms
-from qa.passages import Passage
+from qa.passages import CITING, Passage
 from qa.question_types import fits_expected_type
 from qa.retrieve import Hit, Retrieval, Retriever
 from qa.text import footnotes_in, question_language
@@ -121,7 +121,7 @@ def unknown_names(question: str, retrieval: Retrieval, lexical: LexicalIndex) ->
 def footnotes_backing(passage: Passage, span: tuple[int, int]) -> tuple[int, ...]:
     """The footnotes that back a sentence: its own markers, or, as on Wikipedia where a marker
     at the end of a run of sentences covers them all, those of the next sentence that has some."""
-    if passage.kind == "reference":
+    if passage.kind not in CITING:  # a reference, or the text of a source: cited as itself
         return passage.footnotes
     following = [s for s in passage.sentences if s[0] >= span[0]]
     for start, end in following:

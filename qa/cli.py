@@ -1,11 +1,10 @@
-"""Command line: ``python -m qa build | ask | eval``. A thin layer over qa.engine."""
+"""Command line: ``python -m qa build | status | ask | eval``. A thin layer over qa.engine."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 from qa.answer import Answer, QuestionError
@@ -20,7 +19,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index", type=Path, help="index folder (default: index/, or QA_INDEX)")
     parser.add_argument("--model", help="embedding model: bundled default, a local folder, or a hub name (QA_MODEL)")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("build", help="build the index from the corpus")
+    build = commands.add_parser("build", help="build the index from the corpus (incrementally)")
+    build.add_argument("--full", action="store_true", help="embed every passage again")
+    status = commands.add_parser("status", help="what the index holds and whether it is stale")
+    status.add_argument("--json", action="store_true")
     ask = commands.add_parser("ask", help="answer questions from the index")
     ask.add_argument("questions", nargs="+")
     ask.add_argument("-k", type=int, help="number of passages (default 3)")
@@ -31,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = Settings.from_env(corpus=args.corpus, index=args.index, model=args.model)
     try:
-        return {"build": _build, "ask": _ask, "eval": _eval}[args.command](settings, args)
+        return {"build": _build, "status": _status, "ask": _ask, "eval": _eval}[args.command](settings, args)
     except (IndexUnusableError, ModelLoadError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -40,12 +42,29 @@ def main(argv: list[str] | None = None) -> int:
 def _build(settings: Settings, args: argparse.Namespace) -> int:
     from qa.engine import build
 
-    started = time.perf_counter()
-    corpus, _ = build(settings, progress=_progress_bar)
-    for message in corpus.skipped:
+    from qa.index import is_building
+
+    if settings.index.is_dir() and is_building(settings.index):
+        print("another build of this index is running; waiting for it to finish…", file=sys.stderr)
+    report = build(settings, progress=_progress_bar, full=args.full)
+    for message in report.skipped:
         print(f"warning: skipped {message}", file=sys.stderr)
-    print(f"indexed {len(corpus.documents)} document(s) into {settings.index} in {time.perf_counter() - started:.1f} s")
+    print(
+        f"indexed {report.documents} document(s), {report.passages} passages into {settings.index} "
+        f"in {report.seconds:.1f} s ({report.embedded} texts embedded, {report.reused} reused)"
+    )
     return 0
+
+
+def _status(settings: Settings, args: argparse.Namespace) -> int:
+    from qa.index import index_status
+
+    status = index_status(settings)
+    if args.json:
+        print(json.dumps(status_json(status), ensure_ascii=False))
+    else:
+        print(format_status(status))
+    return 0 if status.problem is None else 1
 
 
 def _ask(settings: Settings, args: argparse.Namespace) -> int:
@@ -113,6 +132,36 @@ def format_answer(answer: Answer) -> str:
         lines.append(f"\n[{p.rank}] {p.passage.title} › {p.passage.section}  (score {p.score:.3f})")
         lines.append("    " + " ".join(text.split()))
         lines += [f"    [{f.number}] {f.reference or '(no such reference)'}" for f in p.footnotes]
+    return "\n".join(lines)
+
+
+def status_json(status) -> dict:
+    manifest = status.manifest
+    return {
+        "index": str(status.folder),
+        "exists": status.exists,
+        "building": status.building,
+        "problem": status.problem,
+        "model": manifest and manifest.model,
+        "documents": manifest and manifest.documents,
+        "passages": manifest and manifest.passages,
+        "built_at": manifest and manifest.built_at,
+        "stale": list(status.stale),
+    }
+
+
+def format_status(status) -> str:
+    lines = [f"index:     {status.folder}" + ("  (a build is running)" if status.building else "")]
+    if status.problem:
+        return "\n".join(lines + [f"problem:   {status.problem}"])
+    manifest = status.manifest
+    lines += [
+        f"model:     {manifest.model} ({manifest.dimension} dimensions)",
+        f"documents: {manifest.documents}",
+        f"passages:  {manifest.passages}",
+        f"built:     {manifest.built_at}",
+        "stale:     " + ("; ".join(status.stale) + " — run `python -m qa build`" if status.stale else "no, up to date"),
+    ]
     return "\n".join(lines)
 
 

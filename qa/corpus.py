@@ -1,4 +1,9 @@
-"""The corpus folder: which files are articles, read into Documents, with problems reported."""
+"""The corpus folder: which files are articles, read into Documents, with problems reported.
+
+A corpus folder holds articles (``*.txt`` saved from Wikipedia, or ``*.md``). The full text of
+a source an article cites may sit beside it as ``<article>.refs/<n>.txt``: its passages are then
+cited as that article's footnote [n].
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,10 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from qa.documents import CorpusFileError, Document, read_article
+from qa.documents import CorpusFileError, Document, read_article, read_source
 
 ARTICLE_SUFFIXES = (".txt", ".md")
+SOURCES_SUFFIX = ".refs"
 
 
 @dataclass(frozen=True)
@@ -18,26 +24,45 @@ class Corpus:
     folder: Path
     documents: tuple[Document, ...]
     skipped: tuple[str, ...]  # one message per unreadable file
+    files: dict[str, str]  # sha256 of every file seen (read or skipped), by path in the folder
 
 
-def article_files(folder: Path) -> list[Path]:
-    """The article files of a corpus folder, in a stable order."""
+def corpus_files(folder: Path) -> list[Path]:
+    """The article files of a corpus folder and their sources, in a stable order."""
     if not folder.is_dir():
         raise FileNotFoundError(f"corpus folder {folder} does not exist")
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in ARTICLE_SUFFIXES)
+    articles = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in ARTICLE_SUFFIXES)
+    sources = sorted(p for a in articles for p in _sources_folder(a).glob("*.txt") if p.is_file())
+    return articles + sources
 
 
 def file_hashes(folder: Path) -> dict[str, str]:
-    """sha256 of every article file, by name: what an index records to know it is stale."""
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in article_files(folder)}
+    """sha256 of every corpus file, by path in the folder: what an index records to know it is stale."""
+    return {p.relative_to(folder).as_posix(): _sha256(p) for p in corpus_files(folder)}
 
 
 def read_corpus(folder: Path) -> Corpus:
-    """Read every article; an unreadable file is skipped with a message naming it."""
+    """Read every article and its sources; an unreadable file is skipped with a message naming it."""
     documents, skipped = [], []
-    for path in article_files(folder):
+    for path in (p for p in corpus_files(folder) if p.parent == folder):
         try:
-            documents.append(read_article(path))
+            article = read_article(path)
         except CorpusFileError as error:
             skipped.append(str(error))
-    return Corpus(folder, tuple(documents), tuple(skipped))
+            continue
+        sources = []
+        for source_path in sorted(_sources_folder(path).glob("*.txt")):
+            try:
+                sources.append(read_source(source_path, article))
+            except CorpusFileError as error:
+                skipped.append(str(error))
+        documents.append(article.with_sources(sources))
+    return Corpus(folder, tuple(documents), tuple(skipped), file_hashes(folder))
+
+
+def _sources_folder(article: Path) -> Path:
+    return article.with_name(article.stem + SOURCES_SUFFIX)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

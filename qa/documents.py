@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from qa.text import footnotes_in
@@ -37,8 +37,9 @@ class Paragraph:
     text: str
     start: int
     end: int
-    kind: str = "text"  # "text", "infobox" or "reference"
+    kind: str = "text"  # "text", "infobox", "reference", or "source" (full text of a cited source)
     footnotes: tuple[int, ...] = ()
+    file: str = ""  # the file the offsets refer to, when not the article itself
 
 
 @dataclass(frozen=True)
@@ -66,21 +67,47 @@ class Document:
     sections: tuple[Section, ...]
     references: dict[int, Reference] = field(default_factory=dict)
 
+    def with_sources(self, sources: list[Section]) -> "Document":
+        """The document with the full texts of its cited sources as sections of their own."""
+        return replace(self, sections=self.sections + tuple(sources))
+
 
 def read_article(path: Path) -> Document:
     """Read and parse one article file, or raise CorpusFileError naming it."""
+    raw, source = _read_text(path)
+    return parse_article(source, doc_id=path.stem, path=str(path), sha256=hashlib.sha256(raw).hexdigest())
+
+
+def read_source(path: Path, article: Document) -> Section:
+    """The full text of the source cited as footnote [n] (file ``<n>.txt``), as a section whose
+    paragraphs are all cited as [n]."""
+    if not path.stem.isdigit() or int(path.stem) not in article.references:
+        raise CorpusFileError(f"{path}: names no footnote of {Path(article.path).name} (expected <n>.txt)")
+    number = int(path.stem)
+    _, text = _read_text(path)
+    file = f"{path.parent.name}/{path.name}"
+    paragraphs = tuple(
+        Paragraph(m.group(), m.start(), m.end(), "source", (number,), file)
+        for m in _BLOCK.finditer(text)
+        if m.group().strip()
+    )
+    return Section(f"[{number}] {article.references[number].text}", paragraphs)
+
+
+def _read_text(path: Path) -> tuple[bytes, str]:
+    """The bytes and text of a corpus file, or CorpusFileError saying why it cannot be used."""
     try:
         raw = path.read_bytes()
-        source = raw.decode("utf-8")
+        text = raw.decode("utf-8")
     except OSError as error:
         raise CorpusFileError(f"{path}: cannot be read ({error.strerror})") from error
     except UnicodeDecodeError as error:
         raise CorpusFileError(f"{path}: not UTF-8 text (byte {error.start})") from error
-    if "\x00" in source:
+    if "\x00" in text:
         raise CorpusFileError(f"{path}: binary file, not text")
-    if not source.strip():
+    if not text.strip():
         raise CorpusFileError(f"{path}: empty file")
-    return parse_article(source, doc_id=path.stem, path=str(path), sha256=hashlib.sha256(raw).hexdigest())
+    return raw, text
 
 
 def parse_article(source: str, doc_id: str, path: str = "", sha256: str = "") -> Document:

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from qa.answer import Answer, answer_question
 from qa.config import Settings
-from qa.corpus import Corpus, read_corpus
-from qa.index import Progress, SearchIndex, build_index, check_compatible, load_index, stale_reasons
+from qa.corpus import read_corpus
+from qa.index import BuildReport, Progress, SearchIndex, build_index, check_compatible, load_index, stale_reasons
 from qa.model import load_embedder
 from qa.retrieve import Retriever
 
@@ -26,12 +26,9 @@ class Engine:
         return stale_reasons(self.index, self.settings)
 
 
-def build(settings: Settings, embedder=None, progress: Progress | None = None) -> tuple[Corpus, object]:
-    """Read the corpus and write a new index. Returns the corpus read and the embedder used."""
-    embedder = embedder or load_embedder(settings)
-    corpus = read_corpus(settings.corpus)
-    build_index(corpus, settings, embedder, progress)
-    return corpus, embedder
+def build(settings: Settings, embedder=None, progress: Progress | None = None, full: bool = False) -> BuildReport:
+    """Read the corpus and write a new index, reusing the embeddings of unchanged texts."""
+    return build_index(read_corpus(settings.corpus), settings, embedder or load_embedder(settings), progress, full)
 
 
 def open_engine(settings: Settings, embedder=None) -> Engine:

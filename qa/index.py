@@ -15,10 +15,13 @@ a failed or interrupted build leaves the previous one in use. Nothing is pickled
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -30,11 +33,12 @@ from qa.config import Settings
 from qa.corpus import Corpus, file_hashes
 from qa.documents import Document
 from qa.lexical import LexicalIndex
-from qa.passages import Passage, passages_for
+from qa.passages import CITING, Passage, passages_for
 from qa.text import without_footnotes
 
 FORMAT_VERSION = 1
 POINTER = "CURRENT"
+LOCK = ".build.lock"
 EMBED_BATCH = 32
 
 Progress = Callable[[int, int], None]
@@ -60,6 +64,7 @@ class Manifest:
     chunk_size: int
     chunk_overlap: int
     corpus_files: dict[str, str]
+    documents: int
     passages: int
     built_at: str
 
@@ -86,6 +91,22 @@ class SearchIndex:
     sentence_vectors: np.ndarray
     sentence_rows: np.ndarray  # first row of each passage's sentences in sentence_vectors
 
+    def neighbours(self, passage_id: str, around: int = 1) -> list[Passage]:
+        """The passage with up to ``around`` passages before and after it in its document."""
+        position = next(i for i, p in enumerate(self.passages) if p.id == passage_id)
+        doc_id = self.passages[position].doc_id
+        window = self.passages[max(0, position - around) : position + around + 1]
+        return [p for p in window if p.doc_id == doc_id]
+
+    def citation_counts(self, doc_id: str) -> dict[int, int]:
+        """For each reference of a document, how many of its article passages cite it."""
+        counts = dict.fromkeys(self.documents[doc_id].references, 0)
+        for passage in self.passages:
+            if passage.doc_id == doc_id and passage.kind in CITING:
+                for number in passage.footnotes:
+                    counts[number] = counts.get(number, 0) + 1
+        return counts
+
     def sentence_embeddings(self, position: int) -> np.ndarray:
         """The embeddings of the sentences of the passage at ``position``."""
         return self.sentence_vectors[self.sentence_rows[position] : self.sentence_rows[position + 1]]
@@ -107,44 +128,126 @@ def lexical_text(passage: Passage) -> str:
     return f"{passage.title}\n{passage.section}\n{dense_text(passage)}"
 
 
-def build_index(corpus: Corpus, settings: Settings, embedder, progress: Progress | None = None) -> Path:
-    """Parse, split, embed and write a new build, then make it current. Returns its folder."""
+@dataclass(frozen=True)
+class BuildReport:
+    """What a build did."""
+
+    folder: Path
+    documents: int
+    passages: int
+    embedded: int  # texts (passages and sentences) embedded by this build
+    reused: int  # texts whose embedding was taken from the previous build
+    skipped: tuple[str, ...]  # unreadable corpus files, one message each
+    seconds: float
+
+
+def build_index(
+    corpus: Corpus, settings: Settings, embedder, progress: Progress | None = None, full: bool = False
+) -> BuildReport:
+    """Parse, split, embed and write a new build, then make it current in one rename.
+
+    Texts already embedded by the current build (same model, same text) reuse their vectors
+    unless ``full``. Only one build runs at a time per index folder (a lock file); a second
+    one waits for it. If anything fails, the previous build stays current.
+    """
+    started = time.perf_counter()
     passages = [p for d in corpus.documents for p in passages_for(d, settings.chunk_size, settings.chunk_overlap)]
     if not passages:
         raise IndexUnusableError(f"no passages: the corpus folder {corpus.folder} has no readable article")
-    sentences = [without_footnotes(p.text[a:b]) for p in passages for a, b in p.sentences]
-    texts = [dense_text(p) for p in passages] + sentences
-    embeddings = _embed(embedder, texts, progress)
-    vectors, sentence_vectors = embeddings[: len(passages)], embeddings[len(passages) :]
-    manifest = Manifest(
-        format_version=FORMAT_VERSION,
-        model=settings.model,
-        dimension=int(vectors.shape[1]),
-        chunk_size=settings.chunk_size,
-        chunk_overlap=settings.chunk_overlap,
-        corpus_files={Path(d.path).name: d.sha256 for d in corpus.documents},
-        passages=len(passages),
-        built_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    )
+    texts = [dense_text(p) for p in passages] + [without_footnotes(p.text[a:b]) for p in passages for a, b in p.sentences]
     root = settings.index
     root.mkdir(parents=True, exist_ok=True)
-    build = root / f"build-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    with build_lock(root):
+        _remove_leftovers(root)
+        known = {} if full else _previous_embeddings(root, settings)
+        missing = [i for i, text in enumerate(texts) if _text_key(text) not in known]
+        dimension = len(next(iter(known.values()))) if known else embedder.get_embedding_dimension()
+        embeddings = np.empty((len(texts), dimension), dtype=np.float32)
+        if missing:
+            embeddings[missing] = _embed(embedder, [texts[i] for i in missing], progress)
+        for i in sorted(set(range(len(texts))) - set(missing)):
+            embeddings[i] = known[_text_key(texts[i])]
+        manifest = Manifest(
+            format_version=FORMAT_VERSION,
+            model=settings.model,
+            dimension=int(dimension),
+            chunk_size=settings.chunk_size,
+            chunk_overlap=settings.chunk_overlap,
+            corpus_files=corpus.files,
+            documents=len(corpus.documents),
+            passages=len(passages),
+            built_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        )
+        folder = _write_build(root, manifest, corpus.documents, passages, embeddings)
+    return BuildReport(
+        folder, len(corpus.documents), len(passages), len(missing), len(texts) - len(missing), corpus.skipped,
+        time.perf_counter() - started,
+    )
+
+
+def _write_build(root: Path, manifest: Manifest, documents, passages: list[Passage], embeddings: np.ndarray) -> Path:
+    """Write every file of a build in a staging folder, then rename it and switch CURRENT to it."""
+    build = root / f"build-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6}"
     staging = root / f".{build.name}.partial"
     staging.mkdir()
     try:
         flat = faiss.IndexFlatIP(manifest.dimension)
-        flat.add(vectors)
+        flat.add(embeddings[: len(passages)])
         faiss.write_index(flat, str(staging / "vectors.faiss"))
-        np.save(staging / "sentences.npy", sentence_vectors, allow_pickle=False)
+        np.save(staging / "sentences.npy", embeddings[len(passages) :], allow_pickle=False)
         LexicalIndex.build([lexical_text(p) for p in passages]).save(staging / "lexical")
-        _write_json(staging / "passages.json", _passages_payload(corpus.documents, passages))
+        _write_json(staging / "passages.json", _passages_payload(documents, passages))
         _write_json(staging / "manifest.json", asdict(manifest))
+        _sync_folder(staging)
         staging.rename(build)
         _switch_current(root, build.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     _remove_old_builds(root, keep=build.name)
     return build
+
+
+@contextmanager
+def build_lock(root: Path):
+    """Hold the index folder's build lock, waiting for a build already running to finish."""
+    with open(root / LOCK, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def is_building(root: Path) -> bool:
+    """Whether a build holds the lock of this index folder right now."""
+    try:
+        with open(root / LOCK, "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return False
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+
+
+def _text_key(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _previous_embeddings(root: Path, settings: Settings) -> dict[str, np.ndarray]:
+    """The embeddings of the current build by text, when it was made with the same model;
+    empty when there is none or it cannot be read (the build then embeds everything)."""
+    try:
+        index = load_index(root)
+    except IndexUnusableError:
+        return {}
+    if index.manifest.model != settings.model:
+        return {}
+    texts = [dense_text(p) for p in index.passages]
+    texts += [without_footnotes(p.text[a:b]) for p in index.passages for a, b in p.sentences]
+    vectors = np.vstack([index.vectors.reconstruct_n(0, index.vectors.ntotal), index.sentence_vectors])
+    return {_text_key(text): vector for text, vector in zip(texts, vectors)}
 
 
 def load_index(root: Path) -> SearchIndex:
@@ -185,6 +288,32 @@ def current_build(root: Path) -> Path:
     return folder
 
 
+@dataclass(frozen=True)
+class IndexStatus:
+    """What `qa status` and the app's sidebar show, read from the manifest alone."""
+
+    folder: Path
+    exists: bool
+    building: bool
+    problem: str | None = None  # why the index cannot be used, if it cannot
+    manifest: Manifest | None = None
+    stale: tuple[str, ...] = ()  # why it no longer matches the corpus and settings
+
+
+def index_status(settings: Settings) -> IndexStatus:
+    """The state of the index folder, without loading the index itself."""
+    root = settings.index
+    building = root.is_dir() and is_building(root)
+    try:
+        folder = current_build(root)
+        manifest = Manifest(**json.loads((folder / "manifest.json").read_text("utf-8")))
+    except MissingIndexError as error:
+        return IndexStatus(root, False, building, str(error))
+    except (IndexUnusableError, OSError, ValueError, TypeError) as error:
+        return IndexStatus(root, True, building, f"the index in {root} is unreadable ({error}); rebuild it")
+    return IndexStatus(root, True, building, None, manifest, tuple(_stale_reasons(manifest, settings)))
+
+
 def check_compatible(index: SearchIndex, settings: Settings, dimension: int) -> None:
     """Refuse an index built with another model or dimension than the one loaded."""
     if index.manifest.model != settings.model or index.manifest.dimension != dimension:
@@ -197,13 +326,17 @@ def check_compatible(index: SearchIndex, settings: Settings, dimension: int) -> 
 
 def stale_reasons(index: SearchIndex, settings: Settings) -> list[str]:
     """Why the index no longer matches the corpus and settings (empty when it is up to date)."""
+    return _stale_reasons(index.manifest, settings)
+
+
+def _stale_reasons(manifest: Manifest, settings: Settings) -> list[str]:
     reasons = []
-    current = file_hashes(settings.corpus)
-    built = index.manifest.corpus_files
+    current = file_hashes(settings.corpus) if settings.corpus.is_dir() else {}
+    built = manifest.corpus_files
     reasons += [f"{name} changed" for name in sorted(current.keys() & built.keys()) if current[name] != built[name]]
     reasons += [f"{name} added" for name in sorted(current.keys() - built.keys())]
     reasons += [f"{name} removed" for name in sorted(built.keys() - current.keys())]
-    if (index.manifest.chunk_size, index.manifest.chunk_overlap) != (settings.chunk_size, settings.chunk_overlap):
+    if (manifest.chunk_size, manifest.chunk_overlap) != (settings.chunk_size, settings.chunk_overlap):
         reasons.append("splitting settings changed")
     return reasons
 
@@ -238,10 +371,29 @@ def _write_json(path: Path, data: object) -> None:
     path.write_text(json.dumps(data, ensure_ascii=False, indent=1), "utf-8")
 
 
+def _sync_folder(folder: Path) -> None:
+    """Flush a folder's files to disk, so that a crash after the switch finds them whole."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+
+
 def _switch_current(root: Path, build_name: str) -> None:
     pointer = root / f".{POINTER}.{os.getpid()}"
-    pointer.write_text(build_name + "\n", "utf-8")
+    with open(pointer, "w", encoding="utf-8") as handle:
+        handle.write(build_name + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
     os.replace(pointer, root / POINTER)
+
+
+def _remove_leftovers(root: Path) -> None:
+    """What a build killed half-way left behind: its staging folder and pointer file."""
+    for path in root.glob(".build-*.partial"):
+        shutil.rmtree(path, ignore_errors=True)
+    for path in root.glob(f".{POINTER}.*"):
+        path.unlink(missing_ok=True)
 
 
 def _remove_old_builds(root: Path, keep: str) -> None:

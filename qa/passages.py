@@ -16,6 +16,10 @@ from qa.documents import Document, Paragraph
 from qa.text import SENTENCE_BREAK, footnotes_in, sentence_spans
 
 
+PROSE = ("text", "source")  # kinds split into sentences; an infobox or a reference stays whole
+CITING = ("text", "infobox")  # kinds whose [n] markers are the article's footnotes
+
+
 @dataclass(frozen=True)
 class Passage:
     """The unit that is embedded, retrieved and shown."""
@@ -24,12 +28,13 @@ class Passage:
     doc_id: str
     title: str
     section: str
-    kind: str  # "text", "infobox" or "reference"
+    kind: str  # "text", "infobox", "reference" or "source"
     text: str
     start: int
     end: int
     footnotes: tuple[int, ...]
     sentences: tuple[tuple[int, int], ...]  # spans inside ``text``
+    file: str = ""  # the file the offsets refer to, when not the article itself
 
 
 def sentence_splitter(chunk_size: int, chunk_overlap: int) -> RecursiveCharacterTextSplitter:
@@ -50,7 +55,7 @@ def passages_for(document: Document, chunk_size: int, chunk_overlap: int = 0) ->
     passages = []
     for section_number, section in enumerate(document.sections):
         for number, paragraph in enumerate(section.paragraphs):
-            chunks = [paragraph.text] if paragraph.kind != "text" else splitter.split_text(paragraph.text)
+            chunks = splitter.split_text(paragraph.text) if paragraph.kind in PROSE else [paragraph.text]
             for chunk_number, (start, end) in enumerate(_locate(chunks, paragraph)):
                 text = paragraph.text[start - paragraph.start : end - paragraph.start]
                 passages.append(
@@ -63,8 +68,9 @@ def passages_for(document: Document, chunk_size: int, chunk_overlap: int = 0) ->
                         text=text,
                         start=start,
                         end=end,
-                        footnotes=paragraph.footnotes if paragraph.kind == "reference" else footnotes_in(text),
-                        sentences=tuple(sentence_spans(text)) if paragraph.kind == "text" else ((0, len(text)),),
+                        footnotes=footnotes_in(text) if paragraph.kind in CITING else paragraph.footnotes,
+                        sentences=tuple(sentence_spans(text)) if paragraph.kind in PROSE else ((0, len(text)),),
+                        file=paragraph.file,
                     )
                 )
     return passages
@@ -81,7 +87,9 @@ def _locate(chunks: list[str], paragraph: Paragraph) -> list[tuple[int, int]]:
 
 
 def _passage_id(doc_id: str, paragraph: Paragraph, position: str) -> str:
-    """Stable ids: a reference is named by its number, a text chunk by its place."""
+    """Stable ids: a reference is named by its number, a chunk by its place (in its source's text)."""
     if paragraph.kind == "reference":
         return f"{doc_id}:ref-{paragraph.footnotes[0]}"
+    if paragraph.kind == "source":
+        return f"{doc_id}:src-{paragraph.footnotes[0]}:{position[position.index('p'):]}"
     return f"{doc_id}:{position}"

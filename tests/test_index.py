@@ -86,6 +86,9 @@ def test_a_build_that_fails_half_way_leaves_the_old_index_in_use(own_corpus, emb
 
         calls = 0
 
+        def __getattr__(self, name):
+            return getattr(embedder, name)
+
         def encode(self, *args, **kwargs):
             self.calls += 1
             if self.calls > 1:
@@ -93,7 +96,7 @@ def test_a_build_that_fails_half_way_leaves_the_old_index_in_use(own_corpus, emb
             return embedder.encode(*args, **kwargs)
 
     with pytest.raises(RuntimeError, match="simulated crash"):
-        build(own_corpus, FailingAfterFirstBatch())
+        build(own_corpus, FailingAfterFirstBatch(), full=True)
     assert current_build(own_corpus.index) == before
     answer = open_engine(own_corpus, embedder).ask("Quelle est la longueur de la frontière ?")
     assert "6 846 km" in squash_spaces(answer.answer_sentence)

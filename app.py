@@ -2,29 +2,71 @@
 
 Run with ``streamlit run app.py``. This file only draws; every decision is made in ``qa``.
 Corpus text is never trusted as Markdown or HTML: it always goes through ``escape_markdown``.
+The labels of an answer are in the language of its question; the rest of the page is in French.
 """
 
 from __future__ import annotations
 
 import re
-import threading
+import uuid
+from datetime import datetime
 
 import streamlit as st
 
 from qa.answer import Answer, AnswerPassage, QuestionError
 from qa.config import Settings
 from qa.engine import Engine, build, open_engine
-from qa.index import IndexUnusableError, MissingIndexError
+from qa.feedback import record_vote
+from qa.index import BuildReport, IndexStatus, IndexUnusableError, MissingIndexError, SearchIndex, index_status
 from qa.model import ModelLoadError, load_embedder
+from qa.passages import Passage
+from qa.text import question_language
 
 # Markdown's special characters, plus those of GFM autolinks (: @ .), setext headings (=),
 # HTML entities (&) and Streamlit's own syntax (:color[...], :material/...:, $math$).
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=&@^])")
 _LINE_BREAKS = re.compile(r"[ \t]*(?:\r\n|\r|\n)\s*")
 LABELS = {
-    "fr": {"source": "Source", "maybe": "Passage peut-être utile", "missing": "Référence absente de l'article."},
-    "en": {"source": "Source", "maybe": "Possibly useful passage", "missing": "Reference missing from the article."},
+    "fr": {
+        "found": "Réponse trouvée",
+        "unsure": "Pas de réponse sûre",
+        "source": "Source",
+        "maybe": "Passage peut-être utile",
+        "passage": "Passage",
+        "context": "Voir dans le contexte",
+        "here": "Ce passage",
+        "missing": "Référence absente de l'article.",
+        "refused": "Question refusée",
+        "thanks": "Merci, votre avis est enregistré.",
+        "not_saved": "Avis non enregistré",
+        "answer": "Réponse",
+        "notes": "Notes",
+    },
+    "en": {
+        "found": "Answer found",
+        "unsure": "No confident answer",
+        "source": "Source",
+        "maybe": "Possibly useful passage",
+        "passage": "Passage",
+        "context": "Show in context",
+        "here": "This passage",
+        "missing": "Reference missing from the article.",
+        "refused": "Question refused",
+        "thanks": "Thank you, your feedback is saved.",
+        "not_saved": "Feedback not saved",
+        "answer": "Answer",
+        "notes": "Notes",
+    },
 }
+EXAMPLES = (
+    "Combien de soldats la Russie a-t-elle déployés en janvier 2022 ?",
+    "Quelle part de la population du Kazakhstan est d'origine russe ?",
+    "How long is the border between Kazakhstan and Russia?",
+    "When did Putin visit Astana?",
+)
+MAX_K = 10
+PENDING_QUESTION = "pending_question"  # an example clicked, asked on the next run
+LAST_BUILD = "last_build"  # the BuildReport of this session's latest build
 
 
 def escape_markdown(text: str) -> str:
@@ -42,6 +84,47 @@ def highlighted(text: str, span: tuple[int, int] | None) -> str:
     return f"{escape_markdown(before)}:orange-background[{escape_markdown(sentence)}]{escape_markdown(after)}"
 
 
+def labels_for(language: str) -> dict[str, str]:
+    """The UI's words in ``language`` (French when it is not one the UI speaks)."""
+    return LABELS.get(language, LABELS["fr"])
+
+
+def passage_place(passage: Passage) -> str:
+    """Where a passage is, as escaped Markdown: document title › section."""
+    return f"{escape_markdown(passage.title)} › {escape_markdown(passage.section)}"
+
+
+def confidence_cue(answer: Answer) -> str:
+    """A badge saying whether the corpus answers, with the best passage's score (Markdown)."""
+    labels = labels_for(answer.language)
+    score = f" · score {answer.passages[0].score:.2f}" if answer.passages else ""
+    if answer.answered:
+        return f":green-badge[:material/check_circle: {labels['found']}{score}]"
+    return f":orange-badge[:material/help: {labels['unsure']}{score}]"
+
+
+def conversation_markdown(answers: list[Answer]) -> str:
+    """The conversation as a Markdown document: each question, its answer (or why none), the
+    passage with its place, and the footnotes with their reference text. Corpus text is escaped."""
+    parts = ["# citeqa"]
+    for number, answer in enumerate(answers, start=1):
+        labels = labels_for(answer.language)
+        parts.append(f"## {number}. {escape_markdown(answer.question)}")
+        if answer.answered:
+            parts.append(f"**{labels['answer']}** : {escape_markdown(answer.answer_sentence or '')}")
+        else:
+            parts.append(f"*{escape_markdown(answer.message or '')}*")
+        if answer.passages:
+            first = answer.passages[0]
+            kind = labels["source"] if answer.answered else labels["maybe"]
+            parts.append(f"{kind} : {passage_place(first.passage)} · score {first.score:.2f}")
+            parts.append("> " + escape_markdown(first.passage.text).replace("\n", "\n> "))
+            notes = [f"- \\[{f.number}\\] {escape_markdown(f.reference or labels['missing'])}" for f in first.footnotes]
+            if notes:
+                parts.append(f"{labels['notes']} :\n\n" + "\n".join(notes))
+    return "\n\n".join(parts) + "\n"
+
+
 # --- loading -------------------------------------------------------------------------------
 
 
@@ -57,29 +140,34 @@ def get_engine(settings: Settings) -> Engine:
     return open_engine(settings, get_embedder(_model_only(settings)))
 
 
-@st.cache_resource
-def _build_lock() -> threading.Lock:
-    """One index build at a time across the sessions of this server."""
-    return threading.Lock()
-
-
 def _model_only(settings: Settings) -> Settings:
     """The settings that matter to the model, so every index shares one loaded model."""
     return Settings(model=settings.model, model_cache=settings.model_cache)
 
 
 def build_index(settings: Settings) -> None:
-    """Build the index with a progress bar, then drop the engines loaded from the old one."""
+    """Build the index with a progress bar (one build at a time per index folder: qa locks it),
+    keep its report for the sidebar, then drop the engines loaded from the old one."""
     bar = st.progress(0.0, text="Construction de l'index…")
 
     def progress(done: int, total: int) -> None:
         bar.progress(done / total if total else 1.0, text=f"Construction de l'index… {done}/{total} textes encodés")
 
-    with _build_lock():
-        build(settings, embedder=get_embedder(_model_only(settings)), progress=progress)
+    st.session_state[LAST_BUILD] = build(settings, embedder=get_embedder(_model_only(settings)), progress=progress)
     get_engine.clear()
     bar.empty()
-    st.success("Index construit.")
+
+
+def offer_rebuild(settings: Settings) -> None:
+    """A "rebuild" button; once the build is done the page starts again on the new index."""
+    if not st.button("Reconstruire l'index", icon=":material/refresh:"):
+        return
+    try:
+        build_index(settings)
+    except IndexUnusableError as error:  # e.g. a corpus with no readable article: the old build stays
+        st.error(escape_markdown(str(error)))
+    else:
+        st.rerun()
 
 
 def load_engine(settings: Settings) -> Engine:
@@ -92,45 +180,108 @@ def load_engine(settings: Settings) -> Engine:
             return get_engine(settings)
     except IndexUnusableError as error:
         st.error(escape_markdown(str(error)))
-        if st.button("Reconstruire l'index"):
-            build_index(settings)
-            st.rerun()
+        offer_rebuild(settings)
     except ModelLoadError as error:
         st.error(escape_markdown(str(error)))
     st.stop()
+
+
+# --- conversation --------------------------------------------------------------------------
+
+
+def exchange(engine: Engine, question: str, k: int) -> list[dict]:
+    """The two history entries of asking ``question``: the question, then the answer or the refusal."""
+    asked = {"role": "user", "content": question}
+    try:
+        with st.spinner("Recherche dans le corpus…"):
+            answer = engine.ask(question, k=k)
+    except QuestionError as error:
+        refused = labels_for(question_language(question))["refused"]
+        return [asked, {"role": "assistant", "error": f"{refused} : {error}"}]
+    return [asked, {"role": "assistant", "answer": answer, "id": uuid.uuid4().hex}]
+
+
+def ask_example(question: str) -> None:
+    """Callback of an example button: ask it on this run."""
+    st.session_state[PENDING_QUESTION] = question
+
+
+def clear_conversation() -> None:
+    """Callback of the clear button: forget the history (votes already saved stay saved)."""
+    st.session_state["messages"] = []
+
+
+def save_vote(message: dict) -> None:
+    """Callback of an answer's 👍/👎: append the vote to the feedback file."""
+    value = st.session_state[vote_key(message)]
+    if value is None:  # the vote was withdrawn: what was written stays, a later vote supersedes it
+        return
+    labels = labels_for(message["answer"].language)
+    try:
+        record_vote(message["answer"], "up" if value == 1 else "down")
+    except OSError as error:
+        st.toast(f"{labels['not_saved']} : {error}")
+    else:
+        st.toast(labels["thanks"])
+
+
+def vote_key(message: dict) -> str:
+    """The session-state key of an answer's vote widget."""
+    return f"vote-{message['id']}"
 
 
 # --- drawing -------------------------------------------------------------------------------
 
 
 def show_footnote_list(item: AnswerPassage, missing: str) -> None:
-    """The passage's footnotes as plain lines (inside an expander, where expanders cannot nest)."""
+    """The passage's footnotes as plain lines (inside an expander, where popovers would be cramped)."""
     lines = [f"\\[{f.number}\\] {escape_markdown(f.reference or missing)}" for f in item.footnotes]
     if lines:
         st.caption("  \n".join(lines))
 
 
-def show_answer(answer: Answer) -> None:
-    """One assistant reply: the no-answer message if any, the best passage, then the others collapsed."""
-    labels = LABELS.get(answer.language, LABELS["fr"])
-    if not answer.answered:
-        st.markdown(escape_markdown(answer.message or ""))
+def show_citations(answer: Answer, item: AnswerPassage) -> None:
+    """One button per footnote marker of the passage, opening its reference text; those that
+    back the answering sentence stand out."""
+    labels = labels_for(answer.language)
+    backing = {f.number for f in answer.answer_footnotes} if answer.answered else set()
+    with st.container(horizontal=True):
+        for note in item.footnotes:
+            kind = "primary" if note.number in backing else "secondary"
+            with st.popover(f"\\[{note.number}\\]", type=kind):
+                st.markdown(escape_markdown(note.reference or labels["missing"]))
+
+
+def show_in_context(index: SearchIndex, item: AnswerPassage, labels: dict[str, str]) -> None:
+    """The passage among its neighbours in its document, itself framed and marked."""
+    with st.expander(labels["context"], icon=":material/unfold_more:"):
+        for passage in index.neighbours(item.passage.id):
+            if passage.id == item.passage.id:
+                with st.container(border=True):
+                    st.caption(f"▶ {labels['here']} · {escape_markdown(passage.section)}")
+                    st.markdown(highlighted(passage.text, item.sentence))
+            else:
+                st.caption(escape_markdown(passage.section))
+                st.markdown(escape_markdown(passage.text))
+
+
+def show_answer(answer: Answer, index: SearchIndex) -> None:
+    """One assistant reply: the confidence cue, the no-answer message if any, the best passage
+    with its place, citations and context, then the others collapsed."""
+    labels = labels_for(answer.language)
+    cue = confidence_cue(answer)
+    st.markdown(cue if answer.answered else f"{cue}  \n{escape_markdown(answer.message or '')}")
     if not answer.passages:
         return
     first, *others = answer.passages
     kind = labels["source"] if answer.answered else labels["maybe"]
-    st.caption(
-        f"{kind} · {escape_markdown(first.passage.title)} › {escape_markdown(first.passage.section)}"
-        f" · score {first.score:.2f}"
-    )
+    st.caption(f"{kind} · {passage_place(first.passage)}")
     st.markdown(highlighted(first.passage.text, first.sentence if answer.answered else None))
-    for note in first.footnotes:
-        preview = note.reference or labels["missing"]
-        with st.expander(f"\\[{note.number}\\] {escape_markdown(_shorten(preview))}"):
-            st.markdown(escape_markdown(preview))
+    show_citations(answer, first)
+    show_in_context(index, first, labels)
     for item in others:
         with st.expander(
-            f"{labels['maybe'] if not answer.answered else 'Passage'} {item.rank} · "
+            f"{labels['maybe'] if not answer.answered else labels['passage']} {item.rank} · "
             f"{escape_markdown(item.passage.section)} · score {item.score:.2f}"
         ):
             st.caption(escape_markdown(item.passage.title))
@@ -138,50 +289,119 @@ def show_answer(answer: Answer) -> None:
             show_footnote_list(item, labels["missing"])
 
 
-def _shorten(text: str, limit: int = 70) -> str:
-    """``text`` cut to ``limit`` characters (for labels)."""
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
-def show_message(message: dict) -> None:
-    """Draw one entry of the chat history."""
+def show_message(message: dict, index: SearchIndex) -> None:
+    """Draw one entry of the chat history; an answer gets 👍/👎 buttons."""
     with st.chat_message(message["role"]):
         if "answer" in message:
-            show_answer(message["answer"])
+            show_answer(message["answer"], index)
+            st.feedback("thumbs", key=vote_key(message), on_change=save_vote, args=(message,))
         elif "error" in message:
             st.error(escape_markdown(message["error"]))
         else:
             st.markdown(escape_markdown(message["content"]))
 
 
+def show_examples() -> None:
+    """Example questions, in French and English, each asked when clicked."""
+    st.caption("Pour commencer, essayez / To start, try:")
+    with st.container(horizontal=True):
+        for question in EXAMPLES:
+            st.button(question, on_click=ask_example, args=(question,), icon=":material/chat_bubble:")
+
+
+def show_sources(index: SearchIndex) -> None:
+    """Each document's reference list, with how many of its passages cite each reference."""
+    for doc_id, document in index.documents.items():
+        st.subheader(escape_markdown(document.title))
+        counts = index.citation_counts(doc_id)
+        lines = [
+            f"- **\\[{number}\\]** {escape_markdown(document.references.get(number, LABELS['fr']['missing']))}"
+            f" — :blue-badge[cité par {count} passage{'s' if count > 1 else ''}]"
+            for number, count in sorted(counts.items())
+        ]
+        st.markdown("\n".join(lines) if lines else "Aucune référence.")
+
+
+def show_index_status(status: IndexStatus) -> None:
+    """What the index holds, when it was built, and whether it still matches the corpus."""
+    if status.building:
+        st.info("Construction de l'index en cours…")
+    if status.problem:
+        st.error(escape_markdown(status.problem))
+    if status.manifest is None:
+        return
+    documents, passages = st.columns(2)
+    documents.metric("Documents", status.manifest.documents)
+    passages.metric("Passages", status.manifest.passages)
+    built = datetime.fromisoformat(status.manifest.built_at).strftime("%d/%m/%Y à %H:%M %Z")
+    st.caption(f"Construit le {escape_markdown(built)}")
+    if status.stale:
+        st.warning("L'index ne correspond plus au corpus : " + escape_markdown(", ".join(status.stale)))
+    else:
+        st.caption(":green[:material/check: À jour avec le corpus]")
+
+
+def show_build_report(report: BuildReport) -> None:
+    """What the latest build of this session did."""
+    st.success(
+        f"Index construit en {report.seconds:.1f} s : {report.passages} passages, "
+        f"{report.embedded} textes encodés, {report.reused} réutilisés."
+    )
+    for problem in report.skipped:
+        st.warning(escape_markdown(problem))
+
+
+def show_index_and_settings(settings: Settings) -> int:
+    """The sidebar's index status, rebuild button and settings; the number of passages to show."""
+    st.header("Index")
+    show_index_status(index_status(settings))
+    if LAST_BUILD in st.session_state:
+        show_build_report(st.session_state[LAST_BUILD])
+    offer_rebuild(settings)
+    st.header("Réglages")
+    k = st.slider("Passages par réponse (k)", 1, MAX_K, min(settings.top_k, MAX_K), key="k")
+    st.caption(f"Modèle : {escape_markdown(settings.model)}")
+    return k
+
+
+def show_conversation_actions(history: list[dict]) -> None:
+    """The sidebar's clear and export buttons."""
+    st.header("Conversation")
+    answers = [message["answer"] for message in history if "answer" in message]
+    st.button("Effacer la conversation", on_click=clear_conversation, disabled=not history, icon=":material/delete:")
+    st.download_button(
+        "Exporter en Markdown",
+        data=conversation_markdown(answers),
+        file_name="citeqa-conversation.md",
+        mime="text/markdown",
+        disabled=not answers,
+        icon=":material/download:",
+    )
+
+
 def main() -> None:
-    """The page: load (or build) the engine, warn if stale, then the chat."""
+    """The page: load (or build) the engine; the sidebar; then the chat and the sources in tabs."""
     st.set_page_config(page_title="citeqa", page_icon="📚")
     st.title("citeqa")
     st.caption("Posez une question sur le corpus (en français ou en anglais) ; la réponse est une phrase du corpus, avec ses sources.")
     settings = Settings.from_env()
     engine = load_engine(settings)
-    reasons = engine.stale_reasons()
-    if reasons:
-        st.warning("L'index ne correspond plus au corpus : " + escape_markdown(", ".join(reasons)))
-        if st.button("Reconstruire l'index"):
-            build_index(settings)
-            st.rerun()
-
+    with st.sidebar:
+        k = show_index_and_settings(settings)
     history = st.session_state.setdefault("messages", [])
-    for message in history:
-        show_message(message)
-    question = st.chat_input("Votre question…")
-    if question is None:
-        return
-    new = [{"role": "user", "content": question}]
-    try:
-        new.append({"role": "assistant", "answer": engine.ask(question)})
-    except QuestionError as error:
-        new.append({"role": "assistant", "error": f"Question refusée : {error}"})
-    history.extend(new)
-    for message in new:
-        show_message(message)
+    question = st.chat_input("Votre question…") or st.session_state.pop(PENDING_QUESTION, None)
+    if question is not None:
+        history.extend(exchange(engine, question, k))
+    with st.sidebar:
+        show_conversation_actions(history)
+    chat, sources = st.tabs(["Conversation", "Sources"])
+    with chat:
+        for message in history:
+            show_message(message, engine.index)
+        if not history:
+            show_examples()
+    with sources:
+        show_sources(engine.index)
 
 
 if __name__ == "__main__":  # also true under `streamlit run`; false when tests import this file

@@ -28,8 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     ask.add_argument("-k", type=int, help="number of passages (default 3)")
     ask.add_argument("--json", action="store_true", help="one JSON object per question and line")
     evaluate = commands.add_parser("eval", help="measure answers against a question file")
-    evaluate.add_argument("file", type=Path)
+    evaluate.add_argument("file", type=Path, help="questions (JSON lines like eval/dev.jsonl)")
     evaluate.add_argument("--json", action="store_true")
+    evaluate.add_argument("--from-feedback", action="store_true", help="FILE is the chat's feedback.jsonl: replay its 👍 votes")
     args = parser.parse_args(argv)
     settings = Settings.from_env(corpus=args.corpus, index=args.index, model=args.model)
     try:
@@ -88,9 +89,13 @@ def _ask(settings: Settings, args: argparse.Namespace) -> int:
 
 def _eval(settings: Settings, args: argparse.Namespace) -> int:
     from qa.engine import open_engine
-    from qa.evaluate import evaluate, format_report, read_cases
+    from qa.evaluate import case_from_row, evaluate, format_report, read_cases
+    from qa.feedback import cases_from_feedback
 
-    report = evaluate(open_engine(settings), read_cases(args.file))
+    cases = [case_from_row(row) for row in cases_from_feedback(args.file)] if args.from_feedback else read_cases(args.file)
+    if not cases:
+        raise ValueError(f"{args.file} holds no question to evaluate")
+    report = evaluate(open_engine(settings), cases)
     print(json.dumps(report, indent=1) if args.json else format_report(report))
     return 0
 

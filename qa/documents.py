@@ -98,13 +98,14 @@ def _read_text(path: Path) -> tuple[bytes, str]:
     """The bytes and text of a corpus file, or CorpusFileError saying why it cannot be used."""
     try:
         raw = path.read_bytes()
-        text = raw.decode("utf-8")
     except OSError as error:
         raise CorpusFileError(f"{path}: cannot be read ({error.strerror})") from error
+    if b"\x00" in raw:
+        raise CorpusFileError(f"{path}: binary file, not text")
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         raise CorpusFileError(f"{path}: not UTF-8 text (byte {error.start})") from error
-    if "\x00" in text:
-        raise CorpusFileError(f"{path}: binary file, not text")
     if not text.strip():
         raise CorpusFileError(f"{path}: empty file")
     return raw, text
@@ -134,7 +135,10 @@ def parse_article(source: str, doc_id: str, path: str = "", sha256: str = "") ->
         else:
             paragraphs.append(_paragraph(text, start, end, first=not sections and not paragraphs))
     sections.append(Section(heading, tuple(paragraphs)))
-    return Document(doc_id, title, path, sha256, tuple(s for s in sections if s.paragraphs), references)
+    non_empty = tuple(s for s in sections if s.paragraphs)
+    if not non_empty:
+        raise CorpusFileError(f"{path or doc_id}: no text after the title {title!r}")
+    return Document(doc_id, title, path, sha256, non_empty, references)
 
 
 def _is_heading(block: str) -> bool:

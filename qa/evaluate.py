@@ -38,16 +38,18 @@ class Outcome:
     seconds: float
 
 
+def case_from_row(row: dict) -> Case:
+    """A case from one parsed line of a question file."""
+    return Case(row["question"], row.get("answer"), tuple(row.get("footnotes") or ()), row.get("lang", "?"), row.get("kind", "?"))
+
+
 def read_cases(path: Path) -> list[Case]:
     cases = []
     for number, line in enumerate(path.read_text("utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-            cases.append(
-                Case(row["question"], row.get("answer"), tuple(row.get("footnotes") or ()), row.get("lang", "?"), row.get("kind", "?"))
-            )
+            cases.append(case_from_row(json.loads(line)))
         except (ValueError, KeyError) as error:
             raise ValueError(f"{path}:{number}: not a question line ({error})") from error
     return cases

@@ -22,7 +22,7 @@ import os
 import shutil
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -67,6 +67,7 @@ class Manifest:
     documents: int
     passages: int
     built_at: str
+    files: dict[str, int] = field(default_factory=dict)  # size of every other file of the build
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,8 @@ def _write_build(root: Path, manifest: Manifest, documents, passages: list[Passa
         np.save(staging / "sentences.npy", embeddings[len(passages) :], allow_pickle=False)
         LexicalIndex.build([lexical_text(p) for p in passages]).save(staging / "lexical")
         _write_json(staging / "passages.json", _passages_payload(documents, passages))
-        _write_json(staging / "manifest.json", asdict(manifest))
+        sizes = {p.relative_to(staging).as_posix(): p.stat().st_size for p in staging.rglob("*") if p.is_file()}
+        _write_json(staging / "manifest.json", asdict(replace(manifest, files=sizes)))
         _sync_folder(staging)
         staging.rename(build)
         _switch_current(root, build.name)
@@ -254,7 +256,7 @@ def load_index(root: Path) -> SearchIndex:
     """Load the current build of the index folder, or raise an IndexUnusableError that says why."""
     folder = current_build(root)
     try:
-        manifest = Manifest(**json.loads((folder / "manifest.json").read_text("utf-8")))
+        manifest = _read_manifest(folder)
         payload = json.loads((folder / "passages.json").read_text("utf-8"))
         passages = [_passage_from_json(p) for p in payload["passages"]]
         documents = {
@@ -274,6 +276,16 @@ def load_index(root: Path) -> SearchIndex:
     if sentence_rows[-1] != len(sentence_vectors):
         raise IndexUnusableError(f"the index in {folder} has sentence vectors that do not match its passages; rebuild it")
     return SearchIndex(folder, manifest, passages, documents, vectors, lexical, sentence_vectors, sentence_rows)
+
+
+def _read_manifest(folder: Path) -> Manifest:
+    """The manifest of a build, checked against the sizes of the files it lists."""
+    manifest = Manifest(**json.loads((folder / "manifest.json").read_text("utf-8")))
+    for name, size in manifest.files.items():
+        actual = (folder / name).stat().st_size if (folder / name).is_file() else None
+        if actual != size:
+            raise ValueError(f"{name} is {'missing' if actual is None else f'{actual} bytes, not {size}'}")
+    return manifest
 
 
 def current_build(root: Path) -> Path:
@@ -306,7 +318,7 @@ def index_status(settings: Settings) -> IndexStatus:
     building = root.is_dir() and is_building(root)
     try:
         folder = current_build(root)
-        manifest = Manifest(**json.loads((folder / "manifest.json").read_text("utf-8")))
+        manifest = _read_manifest(folder)
     except MissingIndexError as error:
         return IndexStatus(root, False, building, str(error))
     except (IndexUnusableError, OSError, ValueError, TypeError) as error:

@@ -1,14 +1,16 @@
 """Tests of the Streamlit UI (app.py) with the real model and a real index: no mocks.
 
-The app reads its settings from the environment, so each test points QA_INDEX at a temporary
-index folder. The index is built once per session; the test of a missing index builds its own.
+The app reads its settings from the environment, so each test points QA_INDEX at an index
+folder (the session's, or its own) and QA_FEEDBACK at a temporary file.
 """
 
 from __future__ import annotations
 
 import html
 import importlib.util
+import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,11 +18,21 @@ from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
 from conftest import ROOT
+from qa.feedback import cases_from_feedback
+from qa.text import question_language
 
 APP = str(ROOT / "app.py")
 TIMEOUT = 300  # seconds per script run: the first one may convert the model and build an index
 SOLDIERS = "Combien de soldats la Russie a-t-elle déployés en janvier 2022 ?"
+BORDER = "How long is the border between Kazakhstan and Russia?"
+NO_ANSWER_EN = "Who won the 2018 football World Cup?"
 HOSTILE = "<script>alert(1)</script> **bold** [link](http://x) :red[x] $x$ <b>&amp;</b>"
+# An article whose text, title, section and reference try to be Markdown and HTML.
+HOSTILE_ARTICLE = (
+    "# Article <script>alert(1)</script>\n\n## Section **grasse**\n\n"
+    "Le mot <script>alert(1)</script> et **gras** et [lien](http://x) :red[x] $x$ apparaissent ici en 1999[1].\n\n"
+    "## Notes et références\n\n 1. <b>Référence</b> **hostile** :red[y]\n"
+)
 
 
 def load_app_module():
@@ -49,11 +61,23 @@ def highlight_of(markdown: str) -> str:
     return rendered(match.group(1))[0]
 
 
-@pytest.fixture
-def app(index_dir, monkeypatch) -> AppTest:
-    monkeypatch.setenv("QA_INDEX", str(index_dir))
+def start_app() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     assert not at.exception
+    return at
+
+
+@pytest.fixture
+def feedback_file(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "feedback.jsonl"
+    monkeypatch.setenv("QA_FEEDBACK", str(path))
+    return path
+
+
+@pytest.fixture
+def app(index_dir, feedback_file, monkeypatch) -> AppTest:
+    monkeypatch.setenv("QA_INDEX", str(index_dir))
+    at = start_app()
     assert not at.error and not at.warning
     return at
 
@@ -66,50 +90,202 @@ def ask(at: AppTest, question: str):
     return at.chat_message[-1]
 
 
-def citations(reply) -> dict[str, str]:
-    """The reply's citation expanders: label -> visible reference text."""
+def cue(reply) -> str:
+    """The reply's first line: its confidence badge (and the no-answer message, if any)."""
+    return reply.markdown[0].value
+
+
+def passage_of(reply) -> str:
+    """The Markdown of the reply's best passage."""
+    return reply.markdown[1].value
+
+
+def citations(reply) -> dict[str, tuple[str, str]]:
+    """The reply's citation buttons: visible label -> (button type, visible reference text)."""
     return {
-        rendered(e.label)[0]: " ".join(rendered(m.value)[0] for m in e.markdown)
-        for e in reply.expander
-        if e.label.startswith("\\[")
+        rendered(p.proto.popover.label)[0]: (p.proto.popover.type, " ".join(rendered(m.value)[0] for m in p.markdown))
+        for p in reply.get("popover")
     }
+
+
+def other_passages(reply) -> list:
+    """The expanders of the passages after the best one."""
+    return [e for e in reply.expander if e.label.startswith(("Passage", "Possibly", "Passage peut-être"))]
+
+
+def context_view(reply):
+    (view,) = [e for e in reply.expander if e.label in ("Voir dans le contexte", "Show in context")]
+    return view
+
+
+def sidebar_button(at: AppTest, label: str):
+    (button,) = [b for b in at.sidebar.button if b.label == label]
+    return button
 
 
 def test_french_question_is_answered_with_highlight_and_citations(app):
     reply = ask(app, SOLDIERS)
     assert reply.name == "assistant"
-    passage = reply.markdown[0].value
-    assert "2000 soldats" in highlight_of(passage)
-    assert "2000 soldats" in rendered(passage)[0]
-    assert "Manifestations de 2022 au Kazakhstan" in reply.caption[0].value
-    assert "Relations entre le Kazakhstan et la Russie" in reply.caption[0].value
-    assert "score" in reply.caption[0].value
+    assert "Réponse trouvée" in cue(reply) and ":green-badge[" in cue(reply)
+    assert re.search(r"score 0\.\d\d", cue(reply))
+    assert "2000 soldats" in highlight_of(passage_of(reply))
+    assert "2000 soldats" in rendered(passage_of(reply))[0]
+    assert "Relations entre le Kazakhstan et la Russie › Manifestations de 2022 au Kazakhstan" in reply.caption[0].value
     notes = citations(reply)
-    # The answering sentence ends with [4], whose reference is a Le Monde article.
-    assert any(label.startswith("[4]") and "Le Monde" in text for label, text in notes.items()), notes
-    assert all(text for text in notes.values())
+    assert set(notes) == {"[3]", "[4]", "[5]"}
+    # The answering sentence ends with [4] (Le Monde): its button stands out; [3] is Le Point's.
+    assert notes["[4]"][0] == "primary" and "Le Monde" in notes["[4]"][1]
+    assert notes["[3]"][0] == "secondary" and "Le Kazakhstan en proie aux émeutes" in notes["[3]"][1]
     # The other passages are collapsed beneath, with their footnotes.
-    others = [e for e in reply.expander if not e.label.startswith("\\[")]
+    others = other_passages(reply)
     assert len(others) == 2
     assert "Le Point" in " ".join(c.value for e in others for c in e.caption)
-    assert "Je n'ai pas trouvé" not in " ".join(m.value for m in reply.markdown)
 
 
-def test_english_question_without_answer_says_so(app):
-    reply = ask(app, "Who won the 2018 football World Cup?")
-    assert rendered(reply.markdown[0].value)[0] == "I found no answer in the corpus."
+def test_english_question_without_answer_says_so_in_english(app):
+    reply = ask(app, NO_ANSWER_EN)
+    shown = rendered(cue(reply))[0]
+    assert "No confident answer" in shown and ":orange-badge[" in cue(reply)
+    assert shown.endswith("I found no answer in the corpus.")
     assert "Possibly useful" in reply.caption[0].value
-    assert all("Possibly useful" in e.label for e in reply.expander if not e.label.startswith("\\["))
-    assert ":orange-background[" not in reply.markdown[1].value  # nothing presented as the answer
+    assert len(other_passages(reply)) == 2
+    assert all(e.label.startswith("Possibly useful") for e in other_passages(reply))
+    assert ":orange-background[" not in passage_of(reply)  # nothing presented as the answer
+    assert context_view(reply).label == "Show in context"
+
+
+def test_example_questions_are_asked_when_clicked(app):
+    examples = [b for b in app.button if b.label in ui.EXAMPLES]
+    assert len(examples) == len(ui.EXAMPLES) >= 2
+    assert {question_language(q) for q in ui.EXAMPLES} == {"fr", "en"}
+    next(b for b in examples if b.label == BORDER).click().run()
+    assert not app.exception
+    assert [m.name for m in app.chat_message] == ["user", "assistant"]
+    reply = app.chat_message[-1]
+    assert "Answer found" in cue(reply)
+    assert "6 846\xa0km" in highlight_of(passage_of(reply))
+    assert not [b for b in app.button if b.label in ui.EXAMPLES]  # examples only start a conversation
+
+
+def test_clear_conversation_empties_the_chat(app):
+    assert sidebar_button(app, "Effacer la conversation").disabled
+    ask(app, SOLDIERS)
+    ask(app, BORDER)
+    assert len(app.chat_message) == 4
+    sidebar_button(app, "Effacer la conversation").click().run()
+    assert not app.chat_message and not app.session_state["messages"]
+    assert [b for b in app.button if b.label in ui.EXAMPLES]
+
+
+def test_show_in_context_marks_the_passage_among_its_neighbours(app, engine):
+    reply = ask(app, SOLDIERS)
+    view = context_view(reply)
+    first = engine.ask(SOLDIERS).passages[0].passage
+    neighbours = engine.index.neighbours(first.id)
+    assert len(neighbours) == 3
+    shown = [rendered(m.value)[0] for m in view.markdown]
+    assert (shown[0], shown[2]) == (neighbours[0].text, neighbours[2].text)
+    marked = [c.value for c in view.caption if c.value.startswith("▶")]
+    assert marked == ["▶ Ce passage · Manifestations de 2022 au Kazakhstan"]
+    assert "2000 soldats" in highlight_of(view.markdown[1].value)
+
+
+def test_number_of_passages_follows_the_slider(app):
+    assert app.sidebar.slider(key="k").value == 3
+    app.sidebar.slider(key="k").set_value(5).run()
+    reply = ask(app, SOLDIERS)
+    assert len(other_passages(reply)) == 4
+
+
+def test_sources_tab_lists_references_with_citation_counts(app, engine):
+    assert [t.label for t in app.tabs] == ["Conversation", "Sources"]
+    sources = app.tabs[1]
+    (doc_id, document), = engine.index.documents.items()
+    assert sources.subheader[0].value == ui.escape_markdown(document.title)
+    lines = rendered(sources.markdown[0].value)[0].splitlines()
+    counts = engine.index.citation_counts(doc_id)
+    assert len(lines) == len(counts) == 13
+    assert lines[0].startswith("[1] Claude Moniquet") and lines[0].endswith("cité par 6 passages]")
+    assert lines[2].startswith("[3] «\xa0Le Kazakhstan en proie aux émeutes") and lines[2].endswith("cité par 1 passage]")
+
+
+def test_sidebar_shows_the_index_status_and_model(app, engine):
+    documents, passages = app.sidebar.metric
+    assert (documents.label, documents.value) == ("Documents", "1")
+    assert (passages.label, passages.value) == ("Passages", str(engine.index.manifest.passages))
+    captions = " ".join(c.value for c in app.sidebar.caption)
+    assert "À jour avec le corpus" in captions
+    assert "Construit le" in captions
+    assert ui.escape_markdown(engine.settings.model) in captions
+
+
+def test_rebuild_button_reports_what_was_reused(index_dir, feedback_file, tmp_path, monkeypatch):
+    copy = tmp_path / "index"
+    shutil.copytree(index_dir, copy)
+    monkeypatch.setenv("QA_INDEX", str(copy))
+    at = start_app()
+    sidebar_button(at, "Reconstruire l'index").click().run()
+    assert not at.exception and not at.error
+    report = rendered(at.sidebar.success[0].value)[0]
+    assert re.search(r"Index construit en [\d.]+ s : 32 passages, 0 textes encodés, \d+ réutilisés\.", report), report
+    reply = ask(at, SOLDIERS)  # the rebuilt index answers
+    assert "2000 soldats" in highlight_of(passage_of(reply))
+
+
+def test_a_failed_rebuild_says_why_and_keeps_the_index(index_dir, feedback_file, tmp_path, monkeypatch):
+    copy = tmp_path / "index"
+    shutil.copytree(index_dir, copy)
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("QA_INDEX", str(copy))
+    monkeypatch.setenv("QA_CORPUS", str(tmp_path / "empty"))
+    at = start_app()
+    assert "relations-kazakhstan-russie.txt removed" in rendered(at.sidebar.warning[0].value)[0]
+    current = (copy / "CURRENT").read_text("utf-8")
+    sidebar_button(at, "Reconstruire l'index").click().run()
+    assert not at.exception
+    assert "no passages" in rendered(at.sidebar.error[0].value)[0]
+    assert (copy / "CURRENT").read_text("utf-8") == current
+    assert "2000 soldats" in highlight_of(passage_of(ask(at, SOLDIERS)))
+
+
+def test_votes_are_appended_to_the_feedback_file(app, feedback_file):
+    ask(app, SOLDIERS)
+    ask(app, NO_ANSWER_EN)
+    app.feedback[0].set_value(1).run()
+    app.feedback[1].set_value(0).run()
+    assert not app.exception
+    assert "Thank you" in app.toast[0].value
+    soldiers, world_cup = [json.loads(line) for line in feedback_file.read_text("utf-8").splitlines()]
+    assert soldiers["question"] == SOLDIERS and soldiers["vote"] == "up" and soldiers["lang"] == "fr"
+    assert "2000 soldats" in soldiers["answer_sentence"]
+    assert soldiers["passage_ids"][0] == "relations-kazakhstan-russie:s3p0c0" and len(soldiers["passage_ids"]) == 3
+    assert world_cup["vote"] == "down" and world_cup["answered"] is False
+    (case,) = cases_from_feedback(feedback_file)
+    assert case == {"question": SOLDIERS, "answer": soldiers["answer_sentence"], "footnotes": [], "lang": "fr", "kind": "feedback"}
+
+
+def test_export_lists_questions_answers_passages_and_footnotes(app):
+    assert app.sidebar.download_button[0].disabled
+    ask(app, SOLDIERS)
+    ask(app, NO_ANSWER_EN)
+    assert not app.sidebar.download_button[0].disabled
+    answers = [m["answer"] for m in app.session_state["messages"] if "answer" in m]
+    shown, tags = rendered(ui.conversation_markdown(answers))
+    assert tags <= {"h1", "h2", "p", "strong", "em", "blockquote", "ul", "li", "br"}, tags
+    assert f"1. {SOLDIERS}" in shown and f"2. {NO_ANSWER_EN}" in shown
+    assert f"Réponse : {answers[0].answer_sentence}" in shown
+    assert "Source : Relations entre le Kazakhstan et la Russie › Manifestations de 2022 au Kazakhstan" in shown
+    assert "[3] «\xa0Le Kazakhstan en proie aux émeutes" in shown and "Le Monde" in shown
+    assert "I found no answer in the corpus." in shown and "Possibly useful passage :" in shown
 
 
 def test_bad_questions_show_an_error_and_the_chat_goes_on(app):
     reply = ask(app, "   ")
     assert "empty" in reply.error[0].value
     reply = ask(app, "Pourquoi ? " * 120)
-    assert "1000" in reply.error[0].value
+    assert "Question refusée" in reply.error[0].value and "1000" in reply.error[0].value
     reply = ask(app, SOLDIERS)  # the chat still works, and the history is kept
-    assert "2000 soldats" in highlight_of(reply.markdown[0].value)
+    assert "2000 soldats" in highlight_of(passage_of(reply))
     assert len(app.chat_message) == 6
     assert len(app.session_state["messages"]) == 6
 
@@ -136,7 +312,7 @@ def test_highlight_escapes_the_sentence_and_its_surroundings():
     assert ui.highlighted(text, None) == ui.escape_markdown(text)
 
 
-def test_hostile_text_reaches_the_page_escaped(app):
+def test_hostile_question_reaches_the_page_escaped(app):
     ask(app, HOSTILE)
     question = app.chat_message[0].markdown[0].value
     assert question == ui.escape_markdown(HOSTILE)
@@ -145,21 +321,37 @@ def test_hostile_text_reaches_the_page_escaped(app):
     assert "unsafe_allow_html" not in Path(APP).read_text("utf-8")
 
 
-def test_missing_index_is_built_then_used(tmp_path, monkeypatch):
+def test_hostile_corpus_text_is_shown_as_text(tmp_path, feedback_file, monkeypatch):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "hostile.md").write_text(HOSTILE_ARTICLE, "utf-8")
+    monkeypatch.setenv("QA_CORPUS", str(corpus))
+    monkeypatch.setenv("QA_INDEX", str(tmp_path / "index"))
+    at = start_app()
+    reply = ask(at, "En quelle année le mot apparaît-il ?")
+    sentence = "Le mot <script>alert(1)</script> et **gras** et [lien](http://x) :red[x] $x$ apparaissent ici en 1999[1]."
+    assert highlight_of(passage_of(reply)) == sentence
+    assert rendered(passage_of(reply))[1] == {"p"}
+    assert "Article <script>alert(1)</script> › Section **grasse**" == rendered(reply.caption[0].value)[0].split(" · ", 1)[1]
+    assert citations(reply)["[1]"][1] == "<b>Référence</b> **hostile** :red[y]"
+    sources = rendered(at.tabs[1].markdown[0].value)[0]
+    assert sources.startswith("[1] <b>Référence</b> **hostile** :red[y]")
+
+
+def test_missing_index_is_built_then_used(tmp_path, feedback_file, monkeypatch):
     monkeypatch.setenv("QA_INDEX", str(tmp_path))
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
-    assert not at.exception and not at.error
+    at = start_app()
+    assert not at.error
     assert "Index construit" in at.success[0].value
     assert (tmp_path / "CURRENT").is_file()
     reply = ask(at, SOLDIERS)
-    assert "2000 soldats" in highlight_of(reply.markdown[0].value)
+    assert "2000 soldats" in highlight_of(passage_of(reply))
 
 
-def test_unusable_index_offers_a_rebuild_that_fixes_it(tmp_path, monkeypatch):
+def test_unusable_index_offers_a_rebuild_that_fixes_it(tmp_path, feedback_file, monkeypatch):
     (tmp_path / "CURRENT").write_text("build-gone", "utf-8")
     monkeypatch.setenv("QA_INDEX", str(tmp_path))
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
-    assert not at.exception
+    at = start_app()
     assert "build-gone, which is missing" in rendered(at.error[0].value)[0]
     assert at.button[0].label == "Reconstruire l'index"
     assert not at.chat_input  # the page stops: no chat on an unusable index
@@ -167,13 +359,12 @@ def test_unusable_index_offers_a_rebuild_that_fixes_it(tmp_path, monkeypatch):
     assert not at.exception and not at.error
     assert (tmp_path / "CURRENT").read_text("utf-8").startswith("build-2")
     reply = ask(at, SOLDIERS)
-    assert "2000 soldats" in highlight_of(reply.markdown[0].value)
+    assert "2000 soldats" in highlight_of(passage_of(reply))
 
 
-def test_stale_index_warns_with_the_reasons(index_dir, monkeypatch):
+def test_stale_index_warns_with_the_reasons(index_dir, feedback_file, monkeypatch):
     monkeypatch.setenv("QA_INDEX", str(index_dir))
     monkeypatch.setenv("QA_CHUNK_SIZE", "300")
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
-    assert not at.exception
-    assert "splitting settings changed" in rendered(at.warning[0].value)[0]
+    at = start_app()
+    assert "splitting settings changed" in rendered(at.sidebar.warning[0].value)[0]
     assert at.chat_input  # still usable

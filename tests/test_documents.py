@@ -101,7 +101,7 @@ def test_markdown_articles_have_a_title_and_sections():
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(b"", "empty"), (b"\xff\xfe\x00binary", "UTF-8"), (b"abc\x00def", "binary"), (b"   \n\n ", "empty")],
+    [(b"", "empty"), (b"\xff\xfebinary", "UTF-8"), (b"abc\x00def", "binary"), (b"   \n\n ", "empty")],
 )
 def test_unreadable_files_are_refused_with_their_name(tmp_path, content, message):
     path = tmp_path / "bad.txt"

@@ -1,0 +1,119 @@
+"""The chat in a real browser: `streamlit run app.py` on the test index, driven by Chromium.
+
+Asks a question, opens a citation, and saves the screenshots of the README (docs/chat.png,
+docs/sources.png). Skipped when Debian's chromium (apt package `chromium`) is not installed.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SERVER_START_SECONDS = 60
+ANSWER_MS = 120_000  # the first question also waits for the server to load the model and index
+SOLDIERS = "Combien de soldats la Russie a-t-elle déployés en janvier 2022 ?"
+LE_POINT = "Le Kazakhstan en proie aux émeutes"
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM} (apt install chromium)")
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_healthy(url: str, server: subprocess.Popen, log: Path) -> None:
+    """Poll Streamlit's health endpoint until it answers; fail with the server's log otherwise."""
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"streamlit exited with {server.returncode}:\n{log.read_text('utf-8', 'replace')}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    pytest.fail(f"streamlit did not start in {SERVER_START_SECONDS} s:\n{log.read_text('utf-8', 'replace')}")
+
+
+@pytest.fixture
+def server_url(index_dir, tmp_path):
+    """A `streamlit run app.py` on the test index (votes go to a temporary file), stopped afterwards."""
+    port = free_port()
+    env = {**os.environ, "QA_INDEX": str(index_dir), "QA_FEEDBACK": str(tmp_path / "feedback.jsonl")}
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+               "--server.address", "127.0.0.1", "--server.headless", "true"]
+    log = tmp_path / "streamlit.log"
+    with log.open("w") as output:
+        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until_healthy(url, server, log)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+@pytest.fixture
+def page(server_url):
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page(viewport={"width": 1280, "height": 1000}, base_url=server_url)
+        finally:
+            browser.close()
+
+
+def test_answer_with_a_citation_that_opens_its_reference(page):
+    started = time.perf_counter()
+    page.goto("/")
+    question_box = page.get_by_placeholder("Votre question…")
+    question_box.wait_for(timeout=ANSWER_MS)
+    ready = time.perf_counter()
+    question_box.fill(SOLDIERS)
+    question_box.press("Enter")
+    reply = page.get_by_test_id("stChatMessage").last
+    sync_api.expect(reply.get_by_text("2000 soldats").first).to_be_visible(timeout=ANSWER_MS)
+    answered = time.perf_counter()
+    print(
+        f"\npage load → first answer: {answered - started:.2f} s "
+        f"(page ready {ready - started:.2f} s, then the answer {answered - ready:.2f} s)"
+    )
+
+    reference = page.get_by_test_id("stPopoverBody").get_by_text(LE_POINT)
+    sync_api.expect(reference).to_have_count(0)
+    reply.get_by_role("button", name="[3]").click()
+    sync_api.expect(reference).to_be_visible()
+    sync_api.expect(page.get_by_test_id("stPopoverBody")).to_contain_text("Le Point")
+    page.screenshot(path=ROOT / "docs" / "chat.png")
+
+    page.keyboard.press("Escape")
+    page.get_by_role("tab", name="Sources").click()
+    sync_api.expect(page.get_by_text("cité par 6 passages")).to_be_visible()
+    page.screenshot(path=ROOT / "docs" / "sources.png")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -34,6 +35,17 @@ def index_dir(tmp_path_factory, embedder) -> Path:
     folder = tmp_path_factory.mktemp("index")
     build(Settings.from_env(index=folder), embedder)
     return folder
+
+
+@pytest.fixture
+def private_corpus(tmp_path, embedder) -> Settings:
+    """Settings for a private copy of the bundled corpus, with an index built from it."""
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    shutil.copy(CORPUS_FILE, folder)
+    settings = Settings.from_env(corpus=folder, index=tmp_path / "index")
+    build(settings, embedder)
+    return settings
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import shutil
 
 import pytest
 
@@ -38,24 +37,13 @@ def test_a_built_index_loads_back_with_its_manifest(index_dir, engine):
     ]
 
 
-@pytest.fixture
-def own_corpus(tmp_path, embedder):
-    """A private copy of the corpus with an index built from it."""
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    shutil.copy(CORPUS_FILE, corpus)
-    settings = Settings.from_env(corpus=corpus, index=tmp_path / "index")
-    build(settings, embedder)
-    return settings
-
-
-def test_an_index_knows_when_the_corpus_changed(own_corpus):
-    index = load_index(own_corpus.index)
-    assert stale_reasons(index, own_corpus) == []
-    article = own_corpus.corpus / CORPUS_FILE.name
+def test_an_index_knows_when_the_corpus_changed(private_corpus):
+    index = load_index(private_corpus.index)
+    assert stale_reasons(index, private_corpus) == []
+    article = private_corpus.corpus / CORPUS_FILE.name
     article.write_text(article.read_text("utf-8").replace("6 846", "6 847"), "utf-8")
-    (own_corpus.corpus / "autre.md").write_text("# Autre\n\nUn paragraphe.\n", "utf-8")
-    assert stale_reasons(index, own_corpus) == [f"{CORPUS_FILE.name} changed", "autre.md added"]
+    (private_corpus.corpus / "autre.md").write_text("# Autre\n\nUn paragraphe.\n", "utf-8")
+    assert stale_reasons(index, private_corpus) == [f"{CORPUS_FILE.name} changed", "autre.md added"]
 
 
 def test_an_index_of_another_model_is_refused(engine):
@@ -71,15 +59,15 @@ def test_no_index_says_how_to_build_one(tmp_path, embedder):
 
 
 @pytest.mark.parametrize("damaged", ["vectors.faiss", "passages.json", "manifest.json", "sentences.npy"])
-def test_a_corrupted_index_file_gives_a_clear_error(own_corpus, damaged):
-    path = current_build(own_corpus.index) / damaged
+def test_a_corrupted_index_file_gives_a_clear_error(private_corpus, damaged):
+    path = current_build(private_corpus.index) / damaged
     path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
     with pytest.raises(IndexUnusableError, match="rebuild"):
-        load_index(own_corpus.index)
+        load_index(private_corpus.index)
 
 
-def test_a_build_that_fails_half_way_leaves_the_old_index_in_use(own_corpus, embedder):
-    before = current_build(own_corpus.index)
+def test_a_build_that_fails_half_way_leaves_the_old_index_in_use(private_corpus, embedder):
+    before = current_build(private_corpus.index)
 
     class FailingAfterFirstBatch:
         """The real model, made to fail after its first batch (a crash mid-build)."""
@@ -96,8 +84,8 @@ def test_a_build_that_fails_half_way_leaves_the_old_index_in_use(own_corpus, emb
             return embedder.encode(*args, **kwargs)
 
     with pytest.raises(RuntimeError, match="simulated crash"):
-        build(own_corpus, FailingAfterFirstBatch(), full=True)
-    assert current_build(own_corpus.index) == before
-    answer = open_engine(own_corpus, embedder).ask("Quelle est la longueur de la frontière ?")
+        build(private_corpus, FailingAfterFirstBatch(), full=True)
+    assert current_build(private_corpus.index) == before
+    answer = open_engine(private_corpus, embedder).ask("Quelle est la longueur de la frontière ?")
     assert "6 846 km" in squash_spaces(answer.answer_sentence)
-    assert [p.name for p in own_corpus.index.iterdir() if p.name.startswith((".build-", ".CURRENT."))] == []
+    assert [p.name for p in private_corpus.index.iterdir() if p.name.startswith((".build-", ".CURRENT."))] == []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,56 +14,44 @@ from qa.config import Settings
 from qa.engine import build, open_engine
 from qa.index import current_build, index_status, load_index
 
-PIAF = ROOT.parent / "shared" / "eval" / "piaf-dev" / "corpus"
 SECOND_ARTICLE = "# Baïkonour\n\nLe cosmodrome de Baïkonour est loué par la Russie au Kazakhstan jusqu'en 2050.\n"
-
-
-@pytest.fixture
-def corpus(tmp_path, embedder):
-    """A private corpus (the bundled article) with a built index."""
-    folder = tmp_path / "corpus"
-    folder.mkdir()
-    shutil.copy(CORPUS_FILE, folder)
-    settings = Settings.from_env(corpus=folder, index=tmp_path / "index")
-    build(settings, embedder)
-    return settings
 
 
 def article(settings: Settings):
     return settings.corpus / CORPUS_FILE.name
 
 
-def test_editing_one_sentence_embeds_only_that_passage_and_sentence(corpus, embedder):
-    text = article(corpus).read_text("utf-8")
-    article(corpus).write_text(text.replace("La démarcation devrait prendre de dix à quinze ans.",
+def test_editing_one_sentence_embeds_only_that_passage_and_sentence(private_corpus, embedder):
+    text = article(private_corpus).read_text("utf-8")
+    article(private_corpus).write_text(text.replace("La démarcation devrait prendre de dix à quinze ans.",
                                             "La démarcation devrait prendre de dix à vingt ans."), "utf-8")
-    assert index_status(corpus).stale == (f"{CORPUS_FILE.name} changed",)
-    report = build(corpus, embedder)
+    assert index_status(private_corpus).stale == (f"{CORPUS_FILE.name} changed",)
+    report = build(private_corpus, embedder)
     assert report.embedded == 2  # the passage holding the sentence, and the sentence itself
-    assert report.reused == report.passages + sum(len(p.sentences) for p in load_index(corpus.index).passages) - 2
-    assert index_status(corpus).stale == ()
-    assert "vingt ans" in open_engine(corpus, embedder).ask("Combien de temps prendra la démarcation ?").answer_sentence
+    assert report.reused == report.passages + sum(len(p.sentences) for p in load_index(private_corpus.index).passages) - 2
+    assert index_status(private_corpus).stale == ()
+    assert "vingt ans" in open_engine(private_corpus, embedder).ask("Combien de temps prendra la démarcation ?").answer_sentence
 
 
-def test_adding_and_removing_an_article(corpus, embedder):
-    (corpus.corpus / "baikonour.md").write_text(SECOND_ARTICLE, "utf-8")
-    report = build(corpus, embedder)
+def test_adding_and_removing_an_article(private_corpus, embedder):
+    (private_corpus.corpus / "baikonour.md").write_text(SECOND_ARTICLE, "utf-8")
+    report = build(private_corpus, embedder)
     assert report.documents == 2
     assert report.embedded == 2  # one passage of one sentence: the passage and its sentence
-    answer = open_engine(corpus, embedder).ask("Jusqu'à quand la Russie loue-t-elle Baïkonour ?")
+    answer = open_engine(private_corpus, embedder).ask("Jusqu'à quand la Russie loue-t-elle Baïkonour ?")
     assert answer.passages[0].passage.title == "Baïkonour" and "2050" in answer.answer_sentence
-    (corpus.corpus / "baikonour.md").unlink()
-    report = build(corpus, embedder)
+    (private_corpus.corpus / "baikonour.md").unlink()
+    report = build(private_corpus, embedder)
     assert (report.documents, report.embedded) == (1, 0)
-    assert {p.doc_id for p in load_index(corpus.index).passages} == {CORPUS_FILE.stem}
+    assert {p.doc_id for p in load_index(private_corpus.index).passages} == {CORPUS_FILE.stem}
 
 
-def test_the_full_text_of_a_cited_source_is_cited_as_its_footnote(corpus, embedder):
-    sources = corpus.corpus / f"{CORPUS_FILE.stem}.refs"
+def test_the_full_text_of_a_cited_source_is_cited_as_its_footnote(private_corpus, embedder):
+    sources = private_corpus.corpus / f"{CORPUS_FILE.stem}.refs"
     sources.mkdir()
     (sources / "8.txt").write_text("Le pétrole kazakh passe par l'oléoduc CPC vers Novorossiïsk, qui transporte 1,2 million de barils par jour.\n", "utf-8")
-    build(corpus, embedder)
-    answer = open_engine(corpus, embedder).ask("Combien de barils par jour transporte l'oléoduc CPC ?")
+    build(private_corpus, embedder)
+    answer = open_engine(private_corpus, embedder).ask("Combien de barils par jour transporte l'oléoduc CPC ?")
     top = answer.passages[0]
     assert top.passage.kind == "source" and top.passage.file == f"{CORPUS_FILE.stem}.refs/8.txt"
     assert [f.number for f in answer.answer_footnotes] == [8]
@@ -77,9 +64,9 @@ def run_build(settings: Settings, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_a_build_killed_mid_way_leaves_the_old_index_answering(corpus, embedder):
-    before = current_build(corpus.index)
-    process = run_build(corpus, "--full")
+def test_a_build_killed_mid_way_leaves_the_old_index_answering(private_corpus, embedder):
+    before = current_build(private_corpus.index)
+    process = run_build(private_corpus, "--full")
     seen = ""
     while "embedding [" not in seen:  # wait until it is embedding: well into the build
         char = process.stderr.read(1)
@@ -87,22 +74,22 @@ def test_a_build_killed_mid_way_leaves_the_old_index_answering(corpus, embedder)
         seen += char
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert current_build(corpus.index) == before
-    assert "6 846" in open_engine(corpus, embedder).ask("Quelle est la longueur de la frontière ?").answer_sentence.replace("\u00a0", " ")
-    report = build(corpus, embedder)  # the next build cleans up after the killed one
+    assert current_build(private_corpus.index) == before
+    assert "6 846" in open_engine(private_corpus, embedder).ask("Quelle est la longueur de la frontière ?").answer_sentence.replace("\u00a0", " ")
+    report = build(private_corpus, embedder)  # the next build cleans up after the killed one
     assert report.embedded == 0
-    assert [p.name for p in corpus.index.iterdir() if p.name.startswith((".build-", ".CURRENT."))] == []
+    assert [p.name for p in private_corpus.index.iterdir() if p.name.startswith((".build-", ".CURRENT."))] == []
 
 
-def test_two_builds_at_once_end_with_one_valid_index(corpus):
-    (corpus.corpus / "baikonour.md").write_text(SECOND_ARTICLE, "utf-8")
-    first, second = run_build(corpus, "--full"), run_build(corpus, "--full")
+def test_two_builds_at_once_end_with_one_valid_index(private_corpus):
+    (private_corpus.corpus / "baikonour.md").write_text(SECOND_ARTICLE, "utf-8")
+    first, second = run_build(private_corpus, "--full"), run_build(private_corpus, "--full")
     for process in (first, second):
         _, err = process.communicate(timeout=600)
         assert process.returncode == 0, err
-    index = load_index(corpus.index)
+    index = load_index(private_corpus.index)
     assert index.manifest.documents == 2
-    assert [p.name for p in corpus.index.iterdir() if p.name.startswith("build-")] == [index.folder.name]
+    assert [p.name for p in private_corpus.index.iterdir() if p.name.startswith("build-")] == [index.folder.name]
 
 
 @pytest.mark.parametrize(
@@ -114,39 +101,39 @@ def test_two_builds_at_once_end_with_one_valid_index(corpus):
         ("title-only.md", b"# Un titre seul\n", "no text after the title"),
     ],
 )
-def test_an_unreadable_file_is_skipped_with_a_warning_naming_it(corpus, embedder, name, content, message):
-    (corpus.corpus / name).write_bytes(content)
-    report = build(corpus, embedder)
+def test_an_unreadable_file_is_skipped_with_a_warning_naming_it(private_corpus, embedder, name, content, message):
+    (private_corpus.corpus / name).write_bytes(content)
+    report = build(private_corpus, embedder)
     assert len(report.skipped) == 1 and name in report.skipped[0] and message in report.skipped[0]
     assert report.documents == 1
-    result = subprocess.run([sys.executable, "-m", "qa", "--corpus", str(corpus.corpus), "--index", str(corpus.index), "build"],
+    result = subprocess.run([sys.executable, "-m", "qa", "--corpus", str(private_corpus.corpus), "--index", str(private_corpus.index), "build"],
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0 and f"warning: skipped {corpus.corpus / name}: {message}" in result.stderr
+    assert result.returncode == 0 and f"warning: skipped {private_corpus.corpus / name}: {message}" in result.stderr
 
 
 @pytest.mark.parametrize("damaged", ["vectors.faiss", "passages.json", "sentences.npy"])
-def test_a_corrupted_index_is_rebuilt_not_crashed_on(corpus, embedder, damaged):
-    path = current_build(corpus.index) / damaged
+def test_a_corrupted_index_is_rebuilt_not_crashed_on(private_corpus, embedder, damaged):
+    path = current_build(private_corpus.index) / damaged
     path.write_bytes(path.read_bytes()[:100])
-    assert "unreadable" in index_status(corpus).problem
-    report = build(corpus, embedder)
+    assert "unreadable" in index_status(private_corpus).problem
+    report = build(private_corpus, embedder)
     assert report.reused == 0 and report.embedded > 0
-    assert index_status(corpus).problem is None
-    assert open_engine(corpus, embedder).ask("Baïkonour").answered
+    assert index_status(private_corpus).problem is None
+    assert open_engine(private_corpus, embedder).ask("Baïkonour").answered
 
 
-def test_an_index_of_another_model_is_not_reused_and_is_refused(corpus, embedder):
-    other = Settings.from_env(corpus=corpus.corpus, index=corpus.index, model="some/other-model")
+def test_an_index_of_another_model_is_not_reused_and_is_refused(private_corpus, embedder):
+    other = Settings.from_env(corpus=private_corpus.corpus, index=private_corpus.index, model="some/other-model")
     with pytest.raises(Exception, match="built with model 'bundled:multilingual-e5-small'"):
         open_engine(other, embedder)
 
 
-def test_status_on_the_command_line(corpus):
-    result = subprocess.run([sys.executable, "-m", "qa", "--corpus", str(corpus.corpus), "--index", str(corpus.index), "status"],
+def test_status_on_the_command_line(private_corpus):
+    result = subprocess.run([sys.executable, "-m", "qa", "--corpus", str(private_corpus.corpus), "--index", str(private_corpus.index), "status"],
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0
     assert "documents: 1" in result.stdout and "no, up to date" in result.stdout
-    article(corpus).write_text(article(corpus).read_text("utf-8") + "\nUne ligne de plus.\n", "utf-8")
-    result = subprocess.run([sys.executable, "-m", "qa", "--corpus", str(corpus.corpus), "--index", str(corpus.index), "status"],
+    article(private_corpus).write_text(article(private_corpus).read_text("utf-8") + "\nUne ligne de plus.\n", "utf-8")
+    result = subprocess.run([sys.executable, "-m", "qa", "--corpus", str(private_corpus.corpus), "--index", str(private_corpus.index), "status"],
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert f"{CORPUS_FILE.name} changed" in result.stdout

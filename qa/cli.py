@@ -1,10 +1,11 @@
-"""Command line: ``python -m qa build | status | ask | eval``. A thin layer over qa.engine."""
+"""Command line: ``python -m qa build | status | ask | eval | bench``. A thin layer over qa.engine."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from qa.answer import Answer, QuestionError
@@ -31,10 +32,15 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("file", type=Path, help="questions (JSON lines like eval/dev.jsonl)")
     evaluate.add_argument("--json", action="store_true")
     evaluate.add_argument("--from-feedback", action="store_true", help="FILE is the chat's feedback.jsonl: replay its 👍 votes")
+    bench = commands.add_parser("bench", help="time model load, build and each step of answering; index size and memory")
+    bench.add_argument("--passages", type=int, default=10_000, help="size of the synthetic corpus (0: real corpus only)")
+    bench.add_argument("--seed", type=int, default=0, help="seed of the synthetic corpus")
+    bench.add_argument("--compare-ann", action="store_true", help="also measure HNSW and IVF-PQ settings on the synthetic vectors")
+    bench.add_argument("--json", action="store_true", help="one JSON object")
     args = parser.parse_args(argv)
     settings = Settings.from_env(corpus=args.corpus, index=args.index, model=args.model)
     try:
-        return {"build": _build, "status": _status, "ask": _ask, "eval": _eval}[args.command](settings, args)
+        return {"build": _build, "status": _status, "ask": _ask, "eval": _eval, "bench": _bench}[args.command](settings, args)
     except (IndexUnusableError, ModelLoadError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -97,6 +103,14 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
         raise ValueError(f"{args.file} holds no question to evaluate")
     report = evaluate(open_engine(settings), cases)
     print(json.dumps(report, indent=1) if args.json else format_report(report))
+    return 0
+
+
+def _bench(settings: Settings, args: argparse.Namespace) -> int:
+    from qa.bench import format_report, run_bench
+
+    report = run_bench(settings, args.passages, args.seed, args.compare_ann)
+    print(json.dumps(asdict(report), ensure_ascii=False) if args.json else format_report(report))
     return 0
 
 

@@ -26,6 +26,14 @@ class Settings:
     chunk_overlap: int = 0
     top_k: int = 3
     max_question_chars: int = 1000
+    # Above this many passages the passage vectors go into an approximate FAISS index (HNSW),
+    # chosen by measurement against IVF-PQ (docs/BENCHMARKS.md); at or below it, exact search.
+    ann_threshold: int = 50_000
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 80
+    hnsw_ef_search: int = 128
+    # Passages whose vectors are added to FAISS (and texts tokenised for BM25) per batch.
+    build_batch: int = 20_000
 
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":

@@ -5,12 +5,16 @@ Layout of the index folder (``index/`` by default)::
     CURRENT                  name of the build in use (replaced atomically)
     build-<time>/manifest.json   model, dimension, splitting, corpus file hashes, format version
     build-<time>/passages.json   documents (title, references) and passages
-    build-<time>/vectors.faiss   the passage embeddings (inner product = cosine)
+    build-<time>/vectors.faiss   the passage embeddings (inner product = cosine): exact search,
+                                 or HNSW above ``Settings.ann_threshold`` passages (manifest)
     build-<time>/sentences.npy   one embedding per sentence of each passage, in passage order
+                                 (memory-mapped when loaded: it is the largest file)
     build-<time>/lexical/        the BM25 index (bm25s's npy/json files)
 
 A build is written in a folder of its own, then ``CURRENT`` is switched to it in one rename, so
-a failed or interrupted build leaves the previous one in use. Nothing is pickled.
+a failed or interrupted build leaves the previous one in use. Nothing is pickled. Vectors go
+straight into memory-mapped files of the staging folder as they are computed, and into FAISS in
+batches, so a build of a million passages never holds all its vectors twice in RAM.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ FORMAT_VERSION = 1
 POINTER = "CURRENT"
 LOCK = ".build.lock"
 EMBED_BATCH = 32
+PASSAGE_VECTORS = ".passages.npy"  # the staging folder's passage vectors, until they are in FAISS
 
 Progress = Callable[[int, int], None]
 
@@ -68,6 +73,7 @@ class Manifest:
     passages: int
     built_at: str
     files: dict[str, int] = field(default_factory=dict)  # size of every other file of the build
+    vector_index: dict = field(default_factory=lambda: {"type": "flat"})  # FAISS index type and parameters
 
 
 @dataclass(frozen=True)
@@ -160,53 +166,111 @@ def build_index(
     root.mkdir(parents=True, exist_ok=True)
     with build_lock(root):
         _remove_leftovers(root)
-        known = {} if full else _previous_embeddings(root, settings)
-        missing = [i for i, text in enumerate(texts) if _text_key(text) not in known]
-        dimension = len(next(iter(known.values()))) if known else embedder.get_embedding_dimension()
-        embeddings = np.empty((len(texts), dimension), dtype=np.float32)
-        if missing:
-            embeddings[missing] = _embed(embedder, [texts[i] for i in missing], progress)
-        for i in sorted(set(range(len(texts))) - set(missing)):
-            embeddings[i] = known[_text_key(texts[i])]
-        manifest = Manifest(
-            format_version=FORMAT_VERSION,
-            model=settings.model,
-            dimension=int(dimension),
-            chunk_size=settings.chunk_size,
-            chunk_overlap=settings.chunk_overlap,
-            corpus_files=corpus.files,
-            documents=len(corpus.documents),
-            passages=len(passages),
-            built_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        )
-        folder = _write_build(root, manifest, corpus.documents, passages, embeddings)
+        previous = None if full else _previous_build(root, settings)
+        old_rows = {} if previous is None else previous.rows
+        reused = {i: old_rows[key] for i, text in enumerate(texts) if (key := _text_key(text)) in old_rows}
+        missing = [i for i in range(len(texts)) if i not in reused]
+        dimension = previous.dimension if previous else embedder.get_embedding_dimension()
+        with staged_build(root, len(passages), len(texts) - len(passages), dimension) as stage:
+            _embed_into(stage, embedder, texts, missing, progress)
+            if previous is not None:
+                previous.copy_into(stage, reused, settings.build_batch)
+            manifest = new_manifest(settings, int(dimension), corpus.files, len(corpus.documents), len(passages))
+            folder = stage.finish(manifest, corpus.documents, passages, settings)
     return BuildReport(
-        folder, len(corpus.documents), len(passages), len(missing), len(texts) - len(missing), corpus.skipped,
+        folder, len(corpus.documents), len(passages), len(missing), len(reused), corpus.skipped,
         time.perf_counter() - started,
     )
 
 
-def _write_build(root: Path, manifest: Manifest, documents, passages: list[Passage], embeddings: np.ndarray) -> Path:
-    """Write every file of a build in a staging folder, then rename it and switch CURRENT to it."""
-    build = root / f"build-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6}"
-    staging = root / f".{build.name}.partial"
-    staging.mkdir()
-    try:
-        flat = faiss.IndexFlatIP(manifest.dimension)
-        flat.add(embeddings[: len(passages)])
-        faiss.write_index(flat, str(staging / "vectors.faiss"))
-        np.save(staging / "sentences.npy", embeddings[len(passages) :], allow_pickle=False)
-        LexicalIndex.build([lexical_text(p) for p in passages]).save(staging / "lexical")
+def new_manifest(settings: Settings, dimension: int, corpus_files: dict[str, str], documents: int, passages: int) -> Manifest:
+    """The manifest of a build (its file sizes and FAISS index are filled in when it is written)."""
+    return Manifest(
+        format_version=FORMAT_VERSION,
+        model=settings.model,
+        dimension=dimension,
+        chunk_size=settings.chunk_size,
+        chunk_overlap=settings.chunk_overlap,
+        corpus_files=corpus_files,
+        documents=documents,
+        passages=passages,
+        built_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
+
+
+class StagedBuild:
+    """A build being written: memory-mapped vector files to fill, then ``finish`` to switch to it.
+
+    Text rows ``0..passages-1`` are the passages' vectors, the next ones their sentences', in order."""
+
+    def __init__(self, root: Path, passages: int, sentences: int, dimension: int) -> None:
+        self.root = root
+        name = f"build-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6}"
+        self.build = root / name
+        self.staging = root / f".{name}.partial"
+        self.staging.mkdir()
+        open_map = np.lib.format.open_memmap
+        self.passage_vectors = open_map(self.staging / PASSAGE_VECTORS, "w+", np.float32, (passages, dimension))
+        self.sentence_vectors = open_map(self.staging / "sentences.npy", "w+", np.float32, (sentences, dimension))
+
+    def put(self, rows: np.ndarray, vectors: np.ndarray) -> None:
+        """Store vectors at text rows (passages first, then sentences)."""
+        count = len(self.passage_vectors)
+        in_passages = rows < count
+        self.passage_vectors[rows[in_passages]] = vectors[in_passages]
+        self.sentence_vectors[rows[~in_passages] - count] = vectors[~in_passages]
+
+    def finish(self, manifest: Manifest, documents, passages: list[Passage], settings: Settings) -> Path:
+        """Write FAISS, BM25, passages and manifest, flush everything to disk, rename the
+        staging folder and switch CURRENT to it; older builds are removed."""
+        staging = self.staging
+        index, description = add_in_batches(self.passage_vectors, settings)
+        faiss.write_index(index, str(staging / "vectors.faiss"))
+        del index
+        self.sentence_vectors.flush()
+        self.passage_vectors = self.sentence_vectors = None  # close the maps before the rename
+        (staging / PASSAGE_VECTORS).unlink()
+        LexicalIndex.build(lexical_text(p) for p in passages).save(staging / "lexical")
         _write_json(staging / "passages.json", _passages_payload(documents, passages))
         sizes = {p.relative_to(staging).as_posix(): p.stat().st_size for p in staging.rglob("*") if p.is_file()}
-        _write_json(staging / "manifest.json", asdict(replace(manifest, files=sizes)))
+        _write_json(staging / "manifest.json", asdict(replace(manifest, files=sizes, vector_index=description)))
         _sync_folder(staging)
-        staging.rename(build)
-        _switch_current(root, build.name)
+        staging.rename(self.build)
+        _switch_current(self.root, self.build.name)
+        _remove_old_builds(self.root, keep=self.build.name)
+        return self.build
+
+
+@contextmanager
+def staged_build(root: Path, passages: int, sentences: int, dimension: int):
+    """A StagedBuild whose staging folder is removed on the way out, finished or not."""
+    stage = StagedBuild(root, passages, sentences, dimension)
+    try:
+        yield stage
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    _remove_old_builds(root, keep=build.name)
-    return build
+        stage.passage_vectors = stage.sentence_vectors = None
+        shutil.rmtree(stage.staging, ignore_errors=True)
+
+
+def vector_index(dimension: int, count: int, settings: Settings) -> tuple[faiss.Index, dict]:
+    """The FAISS index for ``count`` passage vectors and its description for the manifest:
+    exact inner product up to ``settings.ann_threshold`` passages, HNSW above."""
+    if count <= settings.ann_threshold:
+        return faiss.IndexFlatIP(dimension), {"type": "flat"}
+    index = faiss.IndexHNSWFlat(dimension, settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = settings.hnsw_ef_construction
+    index.hnsw.efSearch = settings.hnsw_ef_search
+    description = {"type": "hnsw", "m": settings.hnsw_m, "ef_construction": settings.hnsw_ef_construction,
+                   "ef_search": settings.hnsw_ef_search}
+    return index, description
+
+
+def add_in_batches(vectors: np.ndarray, settings: Settings) -> tuple[faiss.Index, dict]:
+    """A FAISS index of ``vectors`` (a memory map), added a batch at a time."""
+    index, description = vector_index(vectors.shape[1], len(vectors), settings)
+    for start in range(0, len(vectors), settings.build_batch):
+        index.add(np.ascontiguousarray(vectors[start : start + settings.build_batch]))
+    return index, description
 
 
 @contextmanager
@@ -237,19 +301,41 @@ def _text_key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _previous_embeddings(root: Path, settings: Settings) -> dict[str, np.ndarray]:
-    """The embeddings of the current build by text, when it was made with the same model;
-    empty when there is none or it cannot be read (the build then embeds everything)."""
+@dataclass
+class _PreviousBuild:
+    """The vectors of the current build, found by text: reused by an incremental build."""
+
+    index: SearchIndex
+    rows: dict[str, int]  # text hash → text row (passages first, then sentences)
+    dimension: int
+
+    def vectors(self, rows: np.ndarray) -> np.ndarray:
+        """The vectors at text rows, passage rows first (as ``copy_into`` sorts them)."""
+        count = len(self.index.passages)
+        in_passages = rows < count
+        passage_vectors = self.index.vectors.reconstruct_batch(rows[in_passages]).reshape(-1, self.dimension)
+        return np.vstack([passage_vectors, self.index.sentence_vectors[rows[~in_passages] - count]])
+
+    def copy_into(self, stage: StagedBuild, reused: dict[int, int], batch: int) -> None:
+        """Copy the vectors of reused texts (new row → old row) into a new build, a batch at a time."""
+        pairs = sorted(reused.items(), key=lambda pair: pair[1])
+        for start in range(0, len(pairs), batch):
+            new, old = (np.array(column) for column in zip(*pairs[start : start + batch]))
+            stage.put(new, self.vectors(old))
+
+
+def _previous_build(root: Path, settings: Settings) -> _PreviousBuild | None:
+    """The current build, when it was made with the same model and can be read (None otherwise:
+    the build then embeds everything)."""
     try:
         index = load_index(root)
     except IndexUnusableError:
-        return {}
+        return None
     if index.manifest.model != settings.model:
-        return {}
+        return None
     texts = [dense_text(p) for p in index.passages]
     texts += [without_footnotes(p.text[a:b]) for p in index.passages for a, b in p.sentences]
-    vectors = np.vstack([index.vectors.reconstruct_n(0, index.vectors.ntotal), index.sentence_vectors])
-    return {_text_key(text): vector for text, vector in zip(texts, vectors)}
+    return _PreviousBuild(index, {_text_key(text): row for row, text in enumerate(texts)}, index.manifest.dimension)
 
 
 def load_index(root: Path) -> SearchIndex:
@@ -264,8 +350,10 @@ def load_index(root: Path) -> SearchIndex:
             for d in payload["documents"]
         }
         vectors = faiss.read_index(str(folder / "vectors.faiss"))
+        if manifest.vector_index["type"] == "hnsw":
+            vectors.hnsw.efSearch = manifest.vector_index["ef_search"]
         lexical = LexicalIndex.load(folder / "lexical")
-        sentence_vectors = np.load(folder / "sentences.npy", allow_pickle=False)
+        sentence_vectors = np.load(folder / "sentences.npy", mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
         raise IndexUnusableError(f"the index in {folder} is unreadable ({error}); rebuild it with `python -m qa build`") from error
     if manifest.format_version != FORMAT_VERSION:
@@ -353,14 +441,14 @@ def _stale_reasons(manifest: Manifest, settings: Settings) -> list[str]:
     return reasons
 
 
-def _embed(embedder, texts: list[str], progress: Progress | None) -> np.ndarray:
-    chunks = []
-    for start in range(0, len(texts), EMBED_BATCH):
-        batch = texts[start : start + EMBED_BATCH]
-        chunks.append(embedder.encode(batch, prompt_name="passage", normalize_embeddings=True, convert_to_numpy=True))
+def _embed_into(stage: StagedBuild, embedder, texts: list[str], rows: list[int], progress: Progress | None) -> None:
+    """Embed the texts at ``rows``, a batch at a time, straight into the build's vector files."""
+    for start in range(0, len(rows), EMBED_BATCH):
+        batch = rows[start : start + EMBED_BATCH]
+        vectors = embedder.encode([texts[i] for i in batch], prompt_name="passage", normalize_embeddings=True, convert_to_numpy=True)
+        stage.put(np.array(batch), np.asarray(vectors, dtype=np.float32))
         if progress:
-            progress(min(start + EMBED_BATCH, len(texts)), len(texts))
-    return np.ascontiguousarray(np.vstack(chunks), dtype=np.float32)
+            progress(min(start + EMBED_BATCH, len(rows)), len(rows))
 
 
 def _passages_payload(documents: tuple[Document, ...], passages: list[Passage]) -> dict:

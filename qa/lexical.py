@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterable
 
 import bm25s
 import numpy as np
@@ -42,9 +43,13 @@ class LexicalIndex:
         self.model = model
 
     @classmethod
-    def build(cls, texts: list[str]) -> "LexicalIndex":
+    def build(cls, texts: Iterable[str]) -> "LexicalIndex":
+        """Index texts (read one at a time): each is kept as term ids, not term strings, so a
+        million passages fit in memory."""
+        vocabulary: dict[str, int] = {}
+        ids = [[vocabulary.setdefault(term, len(vocabulary)) for term in terms(text)] for text in texts]
         model = bm25s.BM25(k1=1.2, b=0.75)
-        model.index([terms(t) for t in texts], show_progress=False)
+        model.index((ids, vocabulary), show_progress=False)
         return cls(model)
 
     def save(self, folder: Path) -> None:

@@ -1,0 +1,81 @@
+"""Scale: the approximate index above a threshold, batched builds, synthetic corpora, vectorised scoring."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from conftest import CORPUS_FILE, dev_questions
+from qa.bench import ann_recall, build_synthetic, query_vectors
+from qa.config import Settings
+from qa.engine import build, open_engine
+from qa.index import load_index
+from qa.retrieve import Retriever, best_sentence_cosines
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory, engine):
+    """An index of 3000 synthetic passages, built with the ANN threshold forced down to 1000."""
+    settings = replace(Settings.from_env(), index=tmp_path_factory.mktemp("synthetic"), ann_threshold=1000)
+    build_synthetic(engine.index, 3000, 7, settings)
+    return load_index(settings.index)
+
+
+def test_above_the_threshold_the_index_is_hnsw_and_the_manifest_says_so(synthetic):
+    assert synthetic.manifest.vector_index == {"type": "hnsw", "m": 32, "ef_construction": 80, "ef_search": 128}
+    assert synthetic.vectors.ntotal == len(synthetic.passages) == 3000
+    assert synthetic.vectors.hnsw.efSearch == 128
+
+
+def test_the_ann_finds_what_exact_search_finds(synthetic, engine):
+    queries = query_vectors(synthetic, engine.retriever, [q["question"] for q in dev_questions()], seed=7)
+    assert ann_recall(synthetic, queries) >= 0.95
+
+
+def test_a_synthetic_corpus_is_french_text_of_real_sentences_and_reproducible(synthetic, engine, tmp_path):
+    real_sentences = {p.text[a:b] for p in engine.index.passages for a, b in p.sentences}
+    passage = synthetic.passages[0]
+    assert 1 <= len(passage.sentences) <= 5
+    assert all(passage.text[a:b] in real_sentences for a, b in passage.sentences)
+    again = replace(Settings.from_env(), index=tmp_path, ann_threshold=1000)
+    build_synthetic(engine.index, 3000, 7, again)
+    assert [p.text for p in load_index(tmp_path).passages] == [p.text for p in synthetic.passages]
+
+
+def test_questions_search_a_synthetic_index(synthetic, engine):
+    retrieval = Retriever(synthetic, engine.embedder).search("Quelle est la longueur de la frontière ?", 3)
+    assert len(retrieval.hits) == 3
+    assert "frontière" in retrieval.hits[0].passage.text
+
+
+def test_an_hnsw_build_of_the_bundled_corpus_gives_the_same_answers(tmp_path, embedder, engine):
+    """Forced over the threshold and written in batches of 5 passages: the same answers as
+    the exact index; a second build reuses the vectors kept by the HNSW index."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(CORPUS_FILE, corpus)
+    settings = replace(Settings.from_env(), corpus=corpus, index=tmp_path / "index", ann_threshold=10, build_batch=5)
+    build(settings, embedder)
+    hnsw = open_engine(settings, embedder)
+    assert hnsw.index.manifest.vector_index["type"] == "hnsw"
+    for row in dev_questions():
+        expected, actual = engine.ask(row["question"]), hnsw.ask(row["question"])
+        assert [p.passage.id for p in actual.passages] == [p.passage.id for p in expected.passages]
+        assert (actual.answered, actual.answer_sentence) == (expected.answered, expected.answer_sentence)
+    (corpus / "autre.md").write_text("# Autre\n\nUn paragraphe sans rapport.\n", "utf-8")
+    report = build(settings, embedder)
+    assert (report.embedded, report.reused) == (2, len(hnsw.index.passages) + len(hnsw.index.sentence_vectors))
+    rebuilt = load_index(settings.index)
+    row = [p.id for p in rebuilt.passages].index(hnsw.index.passages[0].id)
+    assert np.array_equal(rebuilt.vectors.reconstruct(row), hnsw.index.vectors.reconstruct(0))
+
+
+def test_best_sentence_cosines_match_a_loop_over_passages(engine):
+    index = engine.index
+    query = engine.retriever.embed_question("Quelle est la longueur de la frontière ?")[0]
+    rows = np.arange(len(index.passages))
+    expected = [index.sentence_embeddings(row).dot(query).max() for row in rows]
+    assert np.allclose(best_sentence_cosines(index, rows, query), expected)

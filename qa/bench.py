@@ -18,10 +18,9 @@ import json
 import os
 import platform
 import resource
-import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import faiss

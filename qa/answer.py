@@ -85,7 +85,7 @@ def answer_question(question: str, retriever: Retriever, k: int, max_chars: int 
     if not retrieval.hits:
         return Answer(question, language, False, None, (), ())
     top = retrieval.hits[0]
-    span = _answering_sentence(top, retrieval, retriever)
+    span = answering_sentence(top, retrieval, retriever)
     sentence = top.passage.text[span[0] : span[1]]
     index = retriever.index
     passages = tuple(
@@ -131,7 +131,7 @@ def footnotes_backing(passage: Passage, span: tuple[int, int]) -> tuple[int, ...
     return ()
 
 
-def _answering_sentence(hit: Hit, retrieval: Retrieval, retriever: Retriever) -> tuple[int, int]:
+def answering_sentence(hit: Hit, retrieval: Retrieval, retriever: Retriever) -> tuple[int, int]:
     """The sentence of the passage that best answers: among those that hold what the question
     asks for (if any do), the one most similar to the question, plus its share of the
     question's terms (weighted by how well the corpus knows those terms)."""

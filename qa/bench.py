@@ -26,7 +26,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from qa.answer import _answering_sentence
+from qa.answer import answering_sentence
 from qa.config import PROJECT_ROOT, Settings
 from qa.corpus import read_corpus
 from qa.index import SearchIndex, build_index, load_index, new_manifest, staged_build
@@ -141,7 +141,7 @@ def time_question(retriever: Retriever, question: str) -> dict[str, float]:
     clock.append(time.perf_counter())
     retrieval = retriever.rank(candidates, 3)
     clock.append(time.perf_counter())
-    _answering_sentence(retrieval.hits[0], retrieval, retriever)
+    answering_sentence(retrieval.hits[0], retrieval, retriever)
     clock.append(time.perf_counter())
     steps = dict(zip(STAGES, np.diff(clock)))
     steps["total"] = clock[-1] - clock[0]

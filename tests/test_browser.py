@@ -1,7 +1,7 @@
 """The chat in a real browser: `streamlit run app.py` on the test index, driven by Chromium.
 
-Asks a question, opens a citation, and saves the screenshots of the README (docs/chat.png,
-docs/sources.png). Skipped when Debian's chromium (apt package `chromium`) is not installed.
+Asks a question, opens a citation, and takes screenshots; with QA_UPDATE_SCREENSHOTS=1 they
+replace the README's (docs/chat.png, docs/sources.png), otherwise they go to the test's tmp folder. Skipped when Debian's chromium (apt package `chromium`) is not installed.
 """
 
 from __future__ import annotations
@@ -90,7 +90,12 @@ def page(server_url):
             browser.close()
 
 
-def test_answer_with_a_citation_that_opens_its_reference(page):
+def screenshot_folder(tmp_path):
+    """docs/ when the README's screenshots are to be refreshed, else a temporary folder."""
+    return ROOT / "docs" if os.environ.get("QA_UPDATE_SCREENSHOTS") == "1" else tmp_path
+
+
+def test_answer_with_a_citation_that_opens_its_reference(page, tmp_path):
     started = time.perf_counter()
     page.goto("/")
     question_box = page.get_by_placeholder("Votre question…")
@@ -111,9 +116,9 @@ def test_answer_with_a_citation_that_opens_its_reference(page):
     reply.get_by_role("button", name="[3]").click()
     sync_api.expect(reference).to_be_visible()
     sync_api.expect(page.get_by_test_id("stPopoverBody")).to_contain_text("Le Point")
-    page.screenshot(path=ROOT / "docs" / "chat.png")
+    page.screenshot(path=screenshot_folder(tmp_path) / "chat.png")
 
     page.keyboard.press("Escape")
     page.get_by_role("tab", name="Sources").click()
     sync_api.expect(page.get_by_text("cité par 6 passages")).to_be_visible()
-    page.screenshot(path=ROOT / "docs" / "sources.png")
+    page.screenshot(path=screenshot_folder(tmp_path) / "sources.png")

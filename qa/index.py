@@ -127,6 +127,12 @@ def dense_text(passage: Passage) -> str:
     return without_footnotes(passage.text)
 
 
+def embedded_texts(passages: list[Passage]) -> list[str]:
+    """Every text a build embeds, in its row order: the passages, then all their sentences."""
+    sentences = [without_footnotes(p.text[a:b]) for p in passages for a, b in p.sentences]
+    return [dense_text(p) for p in passages] + sentences
+
+
 def lexical_text(passage: Passage) -> str:
     """What BM25 matches for a passage: its article title and section, then its text.
 
@@ -161,7 +167,7 @@ def build_index(
     passages = [p for d in corpus.documents for p in passages_for(d, settings.chunk_size, settings.chunk_overlap)]
     if not passages:
         raise IndexUnusableError(f"no passages: the corpus folder {corpus.folder} has no readable article")
-    texts = [dense_text(p) for p in passages] + [without_footnotes(p.text[a:b]) for p in passages for a, b in p.sentences]
+    texts = embedded_texts(passages)
     root = settings.index
     root.mkdir(parents=True, exist_ok=True)
     with build_lock(root):
@@ -333,9 +339,8 @@ def _previous_build(root: Path, settings: Settings) -> _PreviousBuild | None:
         return None
     if index.manifest.model != settings.model:
         return None
-    texts = [dense_text(p) for p in index.passages]
-    texts += [without_footnotes(p.text[a:b]) for p in index.passages for a, b in p.sentences]
-    return _PreviousBuild(index, {_text_key(text): row for row, text in enumerate(texts)}, index.manifest.dimension)
+    rows = {_text_key(text): row for row, text in enumerate(embedded_texts(index.passages))}
+    return _PreviousBuild(index, rows, index.manifest.dimension)
 
 
 def load_index(root: Path) -> SearchIndex:

@@ -17,7 +17,8 @@ from qa.answer import Answer, AnswerPassage, QuestionError
 from qa.config import Settings
 from qa.engine import Engine, build, open_engine
 from qa.feedback import record_vote
-from qa.index import BuildReport, IndexStatus, IndexUnusableError, MissingIndexError, SearchIndex, index_status
+from qa.index import BuildReport, IndexStatus, index_status
+from qa.store import IndexUnusableError, MissingIndexError, PassageStore
 from qa.model import ModelLoadError, load_embedder
 from qa.passages import Passage
 from qa.text import question_language
@@ -252,10 +253,10 @@ def show_citations(answer: Answer, item: AnswerPassage) -> None:
                 st.markdown(escape_markdown(note.reference or labels["missing"]))
 
 
-def show_in_context(index: SearchIndex, item: AnswerPassage, labels: dict[str, str]) -> None:
+def show_in_context(index: PassageStore, item: AnswerPassage, labels: dict[str, str]) -> None:
     """The passage among its neighbours in its document, itself framed and marked."""
     with st.expander(labels["context"], icon=":material/unfold_more:"):
-        for passage in index.neighbours(item.passage.id):
+        for passage in index.neighbours(item.passage):
             if passage.id == item.passage.id:
                 with st.container(border=True):
                     st.caption(f"▶ {labels['here']} · {escape_markdown(passage.section)}")
@@ -265,7 +266,7 @@ def show_in_context(index: SearchIndex, item: AnswerPassage, labels: dict[str, s
                 st.markdown(escape_markdown(passage.text))
 
 
-def show_answer(answer: Answer, index: SearchIndex) -> None:
+def show_answer(answer: Answer, index: PassageStore) -> None:
     """One assistant reply: the confidence cue, the no-answer message if any, the best passage
     with its place, citations and context, then the others collapsed."""
     labels = labels_for(answer.language)
@@ -289,7 +290,7 @@ def show_answer(answer: Answer, index: SearchIndex) -> None:
             show_footnote_list(item, labels["missing"])
 
 
-def show_message(message: dict, index: SearchIndex) -> None:
+def show_message(message: dict, index: PassageStore) -> None:
     """Draw one entry of the chat history; an answer gets 👍/👎 buttons."""
     with st.chat_message(message["role"]):
         if "answer" in message:
@@ -309,7 +310,7 @@ def show_examples() -> None:
             st.button(question, on_click=ask_example, args=(question,), icon=":material/chat_bubble:")
 
 
-def show_sources(index: SearchIndex) -> None:
+def show_sources(index: PassageStore) -> None:
     """Each document's reference list, with how many of its passages cite each reference."""
     for doc_id, document in index.documents.items():
         st.subheader(escape_markdown(document.title))
@@ -397,11 +398,11 @@ def main() -> None:
     chat, sources = st.tabs(["Conversation", "Sources"])
     with chat:
         for message in history:
-            show_message(message, engine.index)
+            show_message(message, engine.store)
         if not history:
             show_examples()
     with sources:
-        show_sources(engine.index)
+        show_sources(engine.store)
 
 
 if __name__ == "__main__":  # also true under `streamlit run`; false when tests import this file

@@ -11,12 +11,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import numpy as np
-
-from qa.lexical import LexicalIndex, terms
+from qa.lexical import terms
 from qa.passages import CITING, Passage
 from qa.question_types import fits_expected_type
 from qa.retrieve import Hit, Retrieval, Retriever
+from qa.store import Articles, PassageStore, reference_text
 from qa.text import footnotes_in, question_language
 
 # Calibrated on dev.jsonl (see README): below this fused score the corpus is taken not to answer.
@@ -77,24 +76,24 @@ def check_question(question: str, max_chars: int) -> str:
     return cleaned
 
 
-def answer_question(question: str, retriever: Retriever, k: int, max_chars: int = 1000) -> Answer:
+def answer_question(question: str, retriever: Retriever, k: int, max_chars: int = 1000, articles: Articles = None) -> Answer:
     """Retrieve k passages; the answer is the best sentence of the first one."""
     question = check_question(question, max_chars)
     language = question_language(question)
-    retrieval = retriever.search(question, k)
+    retrieval = retriever.search(question, k, articles)
     if not retrieval.hits:
         return Answer(question, language, False, None, (), ())
     top = retrieval.hits[0]
-    span = answering_sentence(top, retrieval, retriever)
+    span = answering_sentence(top, retrieval)
     sentence = top.passage.text[span[0] : span[1]]
-    index = retriever.index
+    store = retriever.store
     passages = tuple(
         AnswerPassage(
             passage=hit.passage,
             rank=rank,
             score=hit.score,
             sentence=span if hit is top else None,
-            footnotes=tuple(Footnote(n, index.reference(hit.passage.doc_id, n)) for n in hit.passage.footnotes),
+            footnotes=tuple(Footnote(n, reference_text(store, hit.passage.doc_id, n)) for n in hit.passage.footnotes),
         )
         for rank, hit in enumerate(retrieval.hits, start=1)
     )
@@ -103,19 +102,19 @@ def answer_question(question: str, retriever: Retriever, k: int, max_chars: int 
     answered = (
         top.score >= ANSWER_THRESHOLD
         and fits_expected_type(question, sentence)
-        and not unknown_names(question, retrieval, index.lexical)
+        and not unknown_names(question, retrieval, store)
     )
     return Answer(question, language, answered, sentence, sentence_footnotes, passages)
 
 
-def unknown_names(question: str, retrieval: Retrieval, lexical: LexicalIndex) -> list[str]:
+def unknown_names(question: str, retrieval: Retrieval, store: PassageStore) -> list[str]:
     """Names in a question in the corpus's language (most of its terms known) that the corpus
     never mentions: "le PIB", "la Mongolie". The corpus cannot answer about what it never names.
     Questions in another language are left out: their names are spelt otherwise (Putin, Poutine)."""
     if retrieval.term_coverage < SAME_LANGUAGE_COVERAGE:
         return []
     names = _NAME.findall(question.strip())
-    return [name for name in names if (found := terms(name)) and not any(lexical.knows(t) for t in found)]
+    return [name for name in names if (found := terms(name)) and not store.known_terms(found)]
 
 
 def footnotes_backing(passage: Passage, span: tuple[int, int]) -> tuple[int, ...]:
@@ -131,18 +130,17 @@ def footnotes_backing(passage: Passage, span: tuple[int, int]) -> tuple[int, ...
     return ()
 
 
-def answering_sentence(hit: Hit, retrieval: Retrieval, retriever: Retriever) -> tuple[int, int]:
+def answering_sentence(hit: Hit, retrieval: Retrieval) -> tuple[int, int]:
     """The sentence of the passage that best answers: among those that hold what the question
     asks for (if any do), the one most similar to the question, plus its share of the
     question's terms (weighted by how well the corpus knows those terms)."""
     wanted = set(retrieval.query_terms)
-    similarities = np.atleast_1d(retriever.index.sentence_embeddings(hit.position) @ retrieval.query_vector)
 
     def score(item: tuple[tuple[int, int], float]) -> float:
         (start, end), similarity = item
         overlap = len(wanted & set(terms(hit.passage.text[start:end]))) / len(wanted) if wanted else 0.0
         return float(similarity) + SENTENCE_LEXICAL_WEIGHT * retrieval.term_coverage * overlap
 
-    candidates = list(zip(hit.passage.sentences, similarities))
+    candidates = list(zip(hit.passage.sentences, hit.sentence_cosines))
     typed = [c for c in candidates if fits_expected_type(retrieval.question, hit.passage.text[c[0][0] : c[0][1]])]
     return max(typed or candidates, key=score)[0]

@@ -32,7 +32,7 @@ from qa.corpus import read_corpus
 from qa.index import SearchIndex, build_index, load_index, new_manifest, staged_build
 from qa.model import load_embedder
 from qa.passages import Passage
-from qa.retrieve import Retriever
+from qa.retrieve import CANDIDATES, Retriever
 from qa.text import footnotes_in
 
 QUESTIONS = PROJECT_ROOT / "eval" / "dev.jsonl"
@@ -108,7 +108,7 @@ def measure(name: str, root: Path, embedder, questions: list[str], build_seconds
     return CorpusBench(
         name=name,
         passages=len(index.passages),
-        sentences=len(index.sentence_vectors),
+        sentences=len(index.sentence_matrix),
         build_seconds=round(build_seconds, 2),
         build_passages_per_s=round(len(index.passages) / build_seconds, 1),
         load_seconds=round(load_seconds, 2),
@@ -133,7 +133,7 @@ def time_questions(retriever: Retriever, questions: list[str], rounds: int = 3) 
 
 def time_question(retriever: Retriever, question: str) -> dict[str, float]:
     """The seconds each step of answering takes: Retriever.search's steps, then the choice of
-    the answering sentence; then, on their own, the FAISS and BM25 halves of the search."""
+    the answering sentence; then, on their own, the dense and BM25 halves of the search."""
     clock = [time.perf_counter()]
     query_vector = retriever.embed_question(question)
     clock.append(time.perf_counter())
@@ -141,15 +141,15 @@ def time_question(retriever: Retriever, question: str) -> dict[str, float]:
     clock.append(time.perf_counter())
     retrieval = retriever.rank(candidates, 3)
     clock.append(time.perf_counter())
-    answering_sentence(retrieval.hits[0], retrieval, retriever)
+    answering_sentence(retrieval.hits[0], retrieval)
     clock.append(time.perf_counter())
     steps = dict(zip(STAGES, np.diff(clock)))
     steps["total"] = clock[-1] - clock[0]
-    index = retriever.index
+    store = retriever.store
     clock = [time.perf_counter()]
-    index.vectors.search(query_vector, min(index.vectors.ntotal, 100))
+    store.dense_search(query_vector, CANDIDATES)
     clock.append(time.perf_counter())
-    index.lexical.scores(question)
+    store.lexical_search(list(candidates.query_terms), CANDIDATES)
     clock.append(time.perf_counter())
     steps.update(zip(PARTS, np.diff(clock)))
     return steps
@@ -174,7 +174,7 @@ def build_synthetic(source: SearchIndex, count: int, seed: int, settings: Settin
         for start in range(0, count, settings.build_batch):
             stop = min(start + settings.build_batch, count)
             batch = picks[offsets[start] : offsets[stop]]
-            sentence_vectors = noisy(np.asarray(source.sentence_vectors[[sentences[i][3] for i in batch]]), rng)
+            sentence_vectors = noisy(np.asarray(source.sentence_matrix[[sentences[i][3] for i in batch]]), rng)
             stage.sentence_vectors[offsets[start] : offsets[stop]] = sentence_vectors
             means = np.add.reduceat(sentence_vectors, offsets[start:stop] - offsets[start])
             stage.passage_vectors[start:stop] = noisy(means, rng)
@@ -231,8 +231,8 @@ def query_vectors(index: SearchIndex, retriever: Retriever, questions: list[str]
     """Query vectors for recall: the dev questions' embeddings, then noisy sentence vectors of the index."""
     asked = np.vstack([retriever.embed_question(q) for q in questions])
     rng = np.random.default_rng(seed + 1)
-    rows = np.sort(rng.choice(len(index.sentence_vectors), RECALL_QUERIES - len(asked), replace=False))
-    return np.vstack([asked, noisy(np.asarray(index.sentence_vectors[rows]), rng)])
+    rows = np.sort(rng.choice(len(index.sentence_matrix), RECALL_QUERIES - len(asked), replace=False))
+    return np.vstack([asked, noisy(np.asarray(index.sentence_matrix[rows]), rng)])
 
 
 def exact_top(index: faiss.Index, queries: np.ndarray, k: int, batch: int = 50_000) -> np.ndarray:

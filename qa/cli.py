@@ -10,7 +10,7 @@ from pathlib import Path
 
 from qa.answer import Answer, QuestionError
 from qa.config import Settings
-from qa.index import IndexUnusableError
+from qa.store import IndexUnusableError
 from qa.model import ModelLoadError
 
 

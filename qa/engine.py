@@ -7,23 +7,24 @@ from dataclasses import dataclass
 from qa.answer import Answer, answer_question
 from qa.config import Settings
 from qa.corpus import read_corpus
-from qa.index import BuildReport, Progress, SearchIndex, build_index, check_compatible, load_index, stale_reasons
+from qa.index import BuildReport, Progress, build_index, load_index
 from qa.model import load_embedder
 from qa.retrieve import Retriever
+from qa.store import Articles, PassageStore, check_compatible, stale_reasons
 
 
 @dataclass
 class Engine:
     settings: Settings
     embedder: object  # a sentence_transformers.SentenceTransformer
-    index: SearchIndex
+    store: PassageStore
     retriever: Retriever
 
-    def ask(self, question: str, k: int | None = None) -> Answer:
-        return answer_question(question, self.retriever, k or self.settings.top_k, self.settings.max_question_chars)
+    def ask(self, question: str, k: int | None = None, articles: Articles = None) -> Answer:
+        return answer_question(question, self.retriever, k or self.settings.top_k, self.settings.max_question_chars, articles)
 
     def stale_reasons(self) -> list[str]:
-        return stale_reasons(self.index, self.settings)
+        return stale_reasons(self.store.manifest, self.settings)
 
 
 def build(settings: Settings, embedder=None, progress: Progress | None = None, full: bool = False) -> BuildReport:
@@ -34,6 +35,6 @@ def build(settings: Settings, embedder=None, progress: Progress | None = None, f
 def open_engine(settings: Settings, embedder=None) -> Engine:
     """Load the model and the current index, refusing an index built with another model."""
     embedder = embedder or load_embedder(settings)
-    index = load_index(settings.index)
-    check_compatible(index, settings, embedder.get_embedding_dimension())
-    return Engine(settings, embedder, index, Retriever(index, embedder))
+    store = load_index(settings.index)
+    check_compatible(store, settings, embedder.get_embedding_dimension())
+    return Engine(settings, embedder, store, Retriever(store, embedder))

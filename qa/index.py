@@ -28,7 +28,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import faiss
 import numpy as np
@@ -38,6 +38,15 @@ from qa.corpus import Corpus, file_hashes
 from qa.documents import Document
 from qa.lexical import LexicalIndex
 from qa.passages import CITING, Passage, passages_for
+from qa.store import (
+    Articles,
+    DocumentInfo,
+    IncompatibleIndexError,
+    IndexUnusableError,
+    Manifest,
+    MissingIndexError,
+    stale_reasons,
+)
 from qa.text import without_footnotes
 
 FORMAT_VERSION = 1
@@ -49,45 +58,9 @@ PASSAGE_VECTORS = ".passages.npy"  # the staging folder's passage vectors, until
 Progress = Callable[[int, int], None]
 
 
-class IndexUnusableError(RuntimeError):
-    """The index cannot be used; the message says why and what to do."""
-
-
-class MissingIndexError(IndexUnusableError):
-    pass
-
-
-class IncompatibleIndexError(IndexUnusableError):
-    """The index was built with another model or dimension: it must be rebuilt."""
-
-
-@dataclass(frozen=True)
-class Manifest:
-    format_version: int
-    model: str
-    dimension: int
-    chunk_size: int
-    chunk_overlap: int
-    corpus_files: dict[str, str]
-    documents: int
-    passages: int
-    built_at: str
-    files: dict[str, int] = field(default_factory=dict)  # size of every other file of the build
-    vector_index: dict = field(default_factory=lambda: {"type": "flat"})  # FAISS index type and parameters
-
-
-@dataclass(frozen=True)
-class DocumentInfo:
-    """What answers need of a document besides its passages: title and reference texts."""
-
-    doc_id: str
-    title: str
-    references: dict[int, str]
-
-
 @dataclass
 class SearchIndex:
-    """A loaded index: everything retrieval needs, in memory."""
+    """A loaded index folder: the FAISS and bm25s implementation of ``PassageStore``."""
 
     folder: Path
     manifest: Manifest
@@ -95,31 +68,63 @@ class SearchIndex:
     documents: dict[str, DocumentInfo]
     vectors: faiss.Index
     lexical: LexicalIndex
-    sentence_vectors: np.ndarray
-    sentence_rows: np.ndarray  # first row of each passage's sentences in sentence_vectors
+    sentence_matrix: np.ndarray  # one vector per sentence, in passage order (memory-mapped)
+    sentence_rows: np.ndarray  # first row of each passage's sentences in sentence_matrix
+    document_rows: dict[str, tuple[int, int]]  # doc_id → its passages' rows [first, last + 1)
 
-    def neighbours(self, passage_id: str, around: int = 1) -> list[Passage]:
-        """The passage with up to ``around`` passages before and after it in its document."""
-        position = next(i for i, p in enumerate(self.passages) if p.id == passage_id)
-        doc_id = self.passages[position].doc_id
-        window = self.passages[max(0, position - around) : position + around + 1]
-        return [p for p in window if p.doc_id == doc_id]
+    @property
+    def location(self) -> str:
+        return str(self.folder)
+
+    def dense_search(self, query: np.ndarray, width: int, articles: Articles = None) -> np.ndarray:
+        width = min(width, self.vectors.ntotal)
+        if articles is None:
+            _, rows = self.vectors.search(query[None, :], width)
+        else:
+            allowed = self.rows_of(articles)
+            selector = faiss.IDSelectorBatch(allowed)
+            parameters = faiss.SearchParametersHNSW(sel=selector) if isinstance(self.vectors, faiss.IndexHNSW) else faiss.SearchParameters(sel=selector)
+            _, rows = self.vectors.search(query[None, :], min(width, len(allowed)) or 1, params=parameters)
+        return rows[0][rows[0] >= 0]
+
+    def lexical_search(self, query_terms: list[str], width: int, articles: Articles = None) -> tuple[np.ndarray, np.ndarray]:
+        return self.lexical.top(query_terms, width, None if articles is None else self.rows_of(articles))
+
+    def known_terms(self, query_terms: Iterable[str]) -> set[str]:
+        return {t for t in query_terms if self.lexical.knows(t)}
+
+    def passages_at(self, rows: np.ndarray) -> list[Passage]:
+        return [self.passages[row] for row in rows]
+
+    def passage_vectors(self, rows: np.ndarray) -> np.ndarray:
+        return self.vectors.reconstruct_batch(np.asarray(rows, dtype=np.int64)).reshape(len(rows), -1)
+
+    def sentence_vectors(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One gather from the memory-mapped sentence vectors, no loop over passages."""
+        rows = np.asarray(rows, dtype=np.int64)
+        starts = self.sentence_rows[rows]
+        lengths = self.sentence_rows[rows + 1] - starts
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        gather = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
+        return np.asarray(self.sentence_matrix[gather]), offsets
+
+    def rows_of(self, articles: frozenset[str]) -> np.ndarray:
+        """The rows of the passages of these documents (unknown ids are ignored)."""
+        ranges = [np.arange(*self.document_rows[d]) for d in sorted(articles) if d in self.document_rows]
+        return np.concatenate(ranges).astype(np.int64) if ranges else np.zeros(0, dtype=np.int64)
+
+    def neighbours(self, passage: Passage, around: int = 1) -> list[Passage]:
+        first, end = self.document_rows[passage.doc_id]
+        position = next(i for i in range(first, end) if self.passages[i].id == passage.id)
+        return self.passages[max(first, position - around) : min(end, position + around + 1)]
 
     def citation_counts(self, doc_id: str) -> dict[int, int]:
-        """For each reference of a document, how many of its article passages cite it."""
         counts = dict.fromkeys(self.documents[doc_id].references, 0)
-        for passage in self.passages:
-            if passage.doc_id == doc_id and passage.kind in CITING:
+        for passage in self.passages[slice(*self.document_rows.get(doc_id, (0, 0)))]:
+            if passage.kind in CITING:
                 for number in passage.footnotes:
                     counts[number] = counts.get(number, 0) + 1
         return counts
-
-    def sentence_embeddings(self, position: int) -> np.ndarray:
-        """The embeddings of the sentences of the passage at ``position``."""
-        return self.sentence_vectors[self.sentence_rows[position] : self.sentence_rows[position + 1]]
-
-    def reference(self, doc_id: str, number: int) -> str | None:
-        return self.documents[doc_id].references.get(number)
 
 
 def dense_text(passage: Passage) -> str:
@@ -320,7 +325,7 @@ class _PreviousBuild:
         count = len(self.index.passages)
         in_passages = rows < count
         passage_vectors = self.index.vectors.reconstruct_batch(rows[in_passages]).reshape(-1, self.dimension)
-        return np.vstack([passage_vectors, self.index.sentence_vectors[rows[~in_passages] - count]])
+        return np.vstack([passage_vectors, self.index.sentence_matrix[rows[~in_passages] - count]])
 
     def copy_into(self, stage: StagedBuild, reused: dict[int, int], batch: int) -> None:
         """Copy the vectors of reused texts (new row → old row) into a new build, a batch at a time."""
@@ -368,7 +373,16 @@ def load_index(root: Path) -> SearchIndex:
     sentence_rows = np.concatenate([[0], np.cumsum([len(p.sentences) for p in passages])])
     if sentence_rows[-1] != len(sentence_vectors):
         raise IndexUnusableError(f"the index in {folder} has sentence vectors that do not match its passages; rebuild it")
-    return SearchIndex(folder, manifest, passages, documents, vectors, lexical, sentence_vectors, sentence_rows)
+    return SearchIndex(folder, manifest, passages, documents, vectors, lexical, sentence_vectors, sentence_rows, document_rows(passages))
+
+
+def document_rows(passages: list[Passage]) -> dict[str, tuple[int, int]]:
+    """Each document's rows: a build writes the passages of a document one after the other."""
+    rows: dict[str, tuple[int, int]] = {}
+    for row, passage in enumerate(passages):
+        first, _ = rows.get(passage.doc_id, (row, row))
+        rows[passage.doc_id] = (first, row + 1)
+    return rows
 
 
 def _read_manifest(folder: Path) -> Manifest:
@@ -416,34 +430,7 @@ def index_status(settings: Settings) -> IndexStatus:
         return IndexStatus(root, False, building, str(error))
     except (IndexUnusableError, OSError, ValueError, TypeError) as error:
         return IndexStatus(root, True, building, f"the index in {root} is unreadable ({error}); rebuild it")
-    return IndexStatus(root, True, building, None, manifest, tuple(_stale_reasons(manifest, settings)))
-
-
-def check_compatible(index: SearchIndex, settings: Settings, dimension: int) -> None:
-    """Refuse an index built with another model or dimension than the one loaded."""
-    if index.manifest.model != settings.model or index.manifest.dimension != dimension:
-        raise IncompatibleIndexError(
-            f"the index in {index.folder} was built with model {index.manifest.model!r} "
-            f"({index.manifest.dimension} dimensions), not {settings.model!r} ({dimension}); "
-            "rebuild it with `python -m qa build`"
-        )
-
-
-def stale_reasons(index: SearchIndex, settings: Settings) -> list[str]:
-    """Why the index no longer matches the corpus and settings (empty when it is up to date)."""
-    return _stale_reasons(index.manifest, settings)
-
-
-def _stale_reasons(manifest: Manifest, settings: Settings) -> list[str]:
-    reasons = []
-    current = file_hashes(settings.corpus) if settings.corpus.is_dir() else {}
-    built = manifest.corpus_files
-    reasons += [f"{name} changed" for name in sorted(current.keys() & built.keys()) if current[name] != built[name]]
-    reasons += [f"{name} added" for name in sorted(current.keys() - built.keys())]
-    reasons += [f"{name} removed" for name in sorted(built.keys() - current.keys())]
-    if (manifest.chunk_size, manifest.chunk_overlap) != (settings.chunk_size, settings.chunk_overlap):
-        reasons.append("splitting settings changed")
-    return reasons
+    return IndexStatus(root, True, building, None, manifest, tuple(stale_reasons(manifest, settings)))
 
 
 def _embed_into(stage: StagedBuild, embedder, texts: list[str], rows: list[int], progress: Progress | None) -> None:

@@ -63,9 +63,24 @@ class LexicalIndex:
         """Whether a term occurs in the indexed passages."""
         return term in self.model.vocab_dict
 
-    def scores(self, question: str) -> np.ndarray:
-        """The BM25 score of every passage for the question (0 where no term matches)."""
-        query = [t for t in terms(question) if t in self.model.vocab_dict]
-        if not query:
-            return np.zeros(self.model.scores["num_docs"], dtype=np.float32)
-        return self.model.get_scores(query).astype(np.float32)
+    def top(self, query_terms: list[str], width: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and BM25 scores of the ``width`` best passages (among ``allowed`` rows, if
+        given), best first. Only the postings of the query's terms are read: the cost grows
+        with how many passages hold them, not with the size of the corpus."""
+        vocabulary, matrix = self.model.vocab_dict, self.model.scores
+        ids = [vocabulary[t] for t in query_terms if t in vocabulary]
+        if not ids:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        indptr, indices, data = matrix["indptr"], matrix["indices"], matrix["data"]
+        rows = np.concatenate([indices[indptr[i] : indptr[i + 1]] for i in ids])
+        weights = np.concatenate([data[indptr[i] : indptr[i + 1]] for i in ids])
+        rows, where = np.unique(rows, return_inverse=True)
+        scores = np.bincount(where, weights=weights).astype(np.float32)
+        if allowed is not None:
+            keep = np.isin(rows, allowed)
+            rows, scores = rows[keep], scores[keep]
+        if width < len(rows):
+            best = np.argpartition(-scores, width - 1)[:width]
+            rows, scores = rows[best], scores[best]
+        order = np.argsort(-scores, kind="stable")
+        return rows[order].astype(np.int64), scores[order]

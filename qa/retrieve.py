@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qa.index import SearchIndex
 from qa.lexical import terms
 from qa.passages import Passage
+from qa.store import Articles, PassageStore
 
 # Weight of the best sentence's cosine in the dense score (the passage's own has the rest).
 SENTENCE_WEIGHT = 0.5
@@ -28,10 +28,11 @@ CANDIDATES = 100
 @dataclass(frozen=True)
 class Hit:
     passage: Passage
-    position: int  # row of the passage in the index
+    row: int  # the passage's row in the store
     score: float  # fused score used for ranking
     dense: float  # mean cosine similarity question ↔ passage and ↔ its best sentence
     lexical: float  # BM25 score divided by the best BM25 score of this question
+    sentence_cosines: tuple[float, ...]  # cosine of each of the passage's sentences to the question
 
 
 @dataclass(frozen=True)
@@ -49,64 +50,61 @@ class Candidates:
 
     question: str
     query: np.ndarray  # the question's embedding
+    query_terms: tuple[str, ...]
     rows: np.ndarray  # sorted passage rows
-    bm25: np.ndarray  # BM25 score of every passage (0 where no term matches)
+    lexical: np.ndarray  # BM25 score of each row divided by the best BM25 score (0 if none)
 
 
 class Retriever:
-    """Searches one loaded index with one embedding model.
+    """Searches one store with one embedding model.
 
     The hot path, each step timed separately by ``qa bench``:
-    ``embed_question`` → ``candidates`` (FAISS + BM25) → ``rank`` (fusion)."""
+    ``embed_question`` → ``candidates`` (dense + BM25 search) → ``rank`` (fusion)."""
 
-    def __init__(self, index: SearchIndex, embedder, lexical_weight: float = LEXICAL_WEIGHT) -> None:
-        self.index = index
+    def __init__(self, store: PassageStore, embedder, lexical_weight: float = LEXICAL_WEIGHT) -> None:
+        self.store = store
         self.embedder = embedder
         self.lexical_weight = lexical_weight
 
-    def search(self, question: str, k: int) -> Retrieval:
-        """The k best passages for the question."""
-        return self.rank(self.candidates(question, self.embed_question(question)), k)
+    def search(self, question: str, k: int, articles: Articles = None) -> Retrieval:
+        """The k best passages for the question (in the given articles only, if any)."""
+        return self.rank(self.candidates(question, self.embed_question(question), articles), k)
 
     def embed_question(self, question: str) -> np.ndarray:
-        """The question's normalised embedding, shape (1, dimension)."""
+        """The question's normalised embedding, shape (dimension,)."""
         vector = self.embedder.encode([question], prompt_name="query", normalize_embeddings=True, convert_to_numpy=True)
-        return np.ascontiguousarray(vector, dtype=np.float32)
+        return np.ascontiguousarray(vector[0], dtype=np.float32)
 
-    def candidates(self, question: str, query_vector: np.ndarray) -> Candidates:
+    def candidates(self, question: str, query: np.ndarray, articles: Articles = None) -> Candidates:
         """The union of the dense search's and BM25's best CANDIDATES passages."""
-        index = self.index
-        width = min(index.vectors.ntotal, CANDIDATES)
-        _, dense_rows = index.vectors.search(query_vector, width)
-        bm25 = index.lexical.scores(question)
-        lexical_rows = np.argpartition(-bm25, width - 1)[:width] if width < len(bm25) else np.arange(len(bm25))
-        rows = np.union1d(dense_rows[0][dense_rows[0] >= 0], lexical_rows[bm25[lexical_rows] > 0])
-        return Candidates(question, query_vector[0], rows, bm25)
+        query_terms = tuple(terms(question))
+        dense_rows = self.store.dense_search(query, CANDIDATES, articles)
+        lexical_rows, bm25 = self.store.lexical_search(list(query_terms), CANDIDATES, articles)
+        rows = np.union1d(dense_rows, lexical_rows)
+        lexical = np.zeros(len(rows), dtype=np.float32)
+        if len(bm25):
+            lexical[np.searchsorted(rows, lexical_rows)] = bm25 / bm25[0]
+        return Candidates(question, query, query_terms, rows, lexical)
 
     def rank(self, candidates: Candidates, k: int) -> Retrieval:
         """Fuse dense and BM25 scores of the candidates; the k best become hits."""
-        index, rows, query, bm25 = self.index, candidates.rows, candidates.query, candidates.bm25
-        passage_cosine = index.vectors.reconstruct_batch(rows) @ query
-        dense = (1 - SENTENCE_WEIGHT) * passage_cosine + SENTENCE_WEIGHT * best_sentence_cosines(index, rows, query)
-        query_terms = tuple(terms(candidates.question))
-        known = [t for t in query_terms if index.lexical.knows(t)]
-        coverage = len(known) / len(query_terms) if query_terms else 0.0
-        best_bm25 = bm25.max()
-        lexical = bm25[rows] / best_bm25 if best_bm25 > 0 else np.zeros(len(rows))
-        fused = dense + self.lexical_weight * coverage * lexical
-        best = np.argsort(-fused)[:k]
+        store, rows, query = self.store, candidates.rows, candidates.query
+        if not len(rows):
+            return Retrieval(candidates.question, query, candidates.query_terms, 0.0, [])
+        passage_cosine = store.passage_vectors(rows) @ query
+        sentence_vectors, offsets = store.sentence_vectors(rows)
+        sentence_cosines = sentence_vectors @ query
+        best_sentence = np.maximum.reduceat(sentence_cosines, offsets[:-1])
+        dense = (1 - SENTENCE_WEIGHT) * passage_cosine + SENTENCE_WEIGHT * best_sentence
+        query_terms = candidates.query_terms
+        known = store.known_terms(query_terms)
+        coverage = sum(t in known for t in query_terms) / len(query_terms) if query_terms else 0.0
+        fused = dense + self.lexical_weight * coverage * candidates.lexical
+        best = np.argsort(-fused, kind="stable")[:k]
+        passages = store.passages_at(rows[best])
         hits = [
-            Hit(index.passages[rows[i]], int(rows[i]), float(fused[i]), float(dense[i]), float(lexical[i]))
-            for i in best
+            Hit(passage, int(rows[i]), float(fused[i]), float(dense[i]), float(candidates.lexical[i]),
+                tuple(float(c) for c in sentence_cosines[offsets[i] : offsets[i + 1]]))
+            for passage, i in zip(passages, best)
         ]
         return Retrieval(candidates.question, query, query_terms, coverage, hits)
-
-
-def best_sentence_cosines(index: SearchIndex, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
-    """For each passage row, the best cosine of its sentences to the query: one gather from
-    the (memory-mapped) sentence vectors and one matrix product, no loop over passages."""
-    starts = index.sentence_rows[rows]
-    lengths = index.sentence_rows[rows + 1] - starts
-    offsets = np.cumsum(lengths) - lengths  # where each passage's sentences start in the gather
-    sentence_rows = np.repeat(starts - offsets, lengths) + np.arange(lengths.sum())
-    return np.maximum.reduceat(index.sentence_vectors[sentence_rows] @ query, offsets)

@@ -181,7 +181,7 @@ def test_show_in_context_marks_the_passage_among_its_neighbours(app, engine):
     reply = ask(app, SOLDIERS)
     view = context_view(reply)
     first = engine.ask(SOLDIERS).passages[0].passage
-    neighbours = engine.index.neighbours(first.id)
+    neighbours = engine.store.neighbours(first)
     assert len(neighbours) == 3
     shown = [rendered(m.value)[0] for m in view.markdown]
     assert (shown[0], shown[2]) == (neighbours[0].text, neighbours[2].text)
@@ -200,10 +200,10 @@ def test_number_of_passages_follows_the_slider(app):
 def test_sources_tab_lists_references_with_citation_counts(app, engine):
     assert [t.label for t in app.tabs] == ["Conversation", "Sources"]
     sources = app.tabs[1]
-    (doc_id, document), = engine.index.documents.items()
+    (doc_id, document), = engine.store.documents.items()
     assert sources.subheader[0].value == ui.escape_markdown(document.title)
     lines = rendered(sources.markdown[0].value)[0].splitlines()
-    counts = engine.index.citation_counts(doc_id)
+    counts = engine.store.citation_counts(doc_id)
     assert len(lines) == len(counts) == 13
     assert lines[0].startswith("[1] Claude Moniquet") and lines[0].endswith("cité par 6 passages]")
     assert lines[2].startswith("[3] «\xa0Le Kazakhstan en proie aux émeutes") and lines[2].endswith("cité par 1 passage]")
@@ -212,7 +212,7 @@ def test_sources_tab_lists_references_with_citation_counts(app, engine):
 def test_sidebar_shows_the_index_status_and_model(app, engine):
     documents, passages = app.sidebar.metric
     assert (documents.label, documents.value) == ("Documents", "1")
-    assert (passages.label, passages.value) == ("Passages", str(engine.index.manifest.passages))
+    assert (passages.label, passages.value) == ("Passages", str(engine.store.manifest.passages))
     captions = " ".join(c.value for c in app.sidebar.caption)
     assert "À jour avec le corpus" in captions
     assert "Construit le" in captions

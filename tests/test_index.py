@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
 import pytest
 
 from conftest import CORPUS_FILE
 from qa.config import Settings
 from qa.engine import build, open_engine
 from qa.text import squash_spaces
-from qa.index import (
-    IncompatibleIndexError,
-    IndexUnusableError,
-    MissingIndexError,
-    check_compatible,
-    current_build,
-    load_index,
-    stale_reasons,
-)
+from qa.index import current_build, load_index
+from qa.store import IncompatibleIndexError, IndexUnusableError, MissingIndexError, check_compatible, reference_text, stale_reasons
 
 
 def test_a_built_index_loads_back_with_its_manifest(index_dir, engine):
@@ -29,9 +23,10 @@ def test_a_built_index_loads_back_with_its_manifest(index_dir, engine):
     assert manifest.chunk_size == Settings().chunk_size
     assert manifest.corpus_files == {CORPUS_FILE.name: hashlib.sha256(CORPUS_FILE.read_bytes()).hexdigest()}
     assert manifest.passages == len(index.passages) == index.vectors.ntotal
-    assert [p.id for p in index.passages] == [p.id for p in engine.index.passages]
-    assert index.reference("relations-kazakhstan-russie", 3).endswith("Le Point, (lire en ligne)")
-    assert len(index.sentence_embeddings(0)) == len(index.passages[0].sentences)
+    assert [p.id for p in index.passages] == [p.id for p in engine.store.passages]
+    assert reference_text(index, "relations-kazakhstan-russie", 3).endswith("Le Point, (lire en ligne)")
+    vectors, offsets = index.sentence_vectors(np.array([0]))
+    assert len(vectors) == offsets[-1] == len(index.passages[0].sentences)
     assert sorted(f.name for f in current_build(index_dir).iterdir()) == [
         "lexical", "manifest.json", "passages.json", "sentences.npy", "vectors.faiss"
     ]
@@ -39,18 +34,18 @@ def test_a_built_index_loads_back_with_its_manifest(index_dir, engine):
 
 def test_an_index_knows_when_the_corpus_changed(private_corpus):
     index = load_index(private_corpus.index)
-    assert stale_reasons(index, private_corpus) == []
+    assert stale_reasons(index.manifest, private_corpus) == []
     article = private_corpus.corpus / CORPUS_FILE.name
     article.write_text(article.read_text("utf-8").replace("6 846", "6 847"), "utf-8")
     (private_corpus.corpus / "autre.md").write_text("# Autre\n\nUn paragraphe.\n", "utf-8")
-    assert stale_reasons(index, private_corpus) == [f"{CORPUS_FILE.name} changed", "autre.md added"]
+    assert stale_reasons(index.manifest, private_corpus) == [f"{CORPUS_FILE.name} changed", "autre.md added"]
 
 
 def test_an_index_of_another_model_is_refused(engine):
     with pytest.raises(IncompatibleIndexError, match="rebuild"):
-        check_compatible(engine.index, Settings(model="some/other-model"), 384)
+        check_compatible(engine.store, Settings(model="some/other-model"), 384)
     with pytest.raises(IncompatibleIndexError, match="768"):
-        check_compatible(engine.index, Settings(), 768)
+        check_compatible(engine.store, Settings(), 768)
 
 
 def test_no_index_says_how_to_build_one(tmp_path, embedder):

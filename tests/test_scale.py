@@ -13,14 +13,15 @@ from qa.bench import ann_recall, build_synthetic, query_vectors
 from qa.config import Settings
 from qa.engine import build, open_engine
 from qa.index import load_index
-from qa.retrieve import Retriever, best_sentence_cosines
+from qa.lexical import terms
+from qa.retrieve import Retriever
 
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory, engine):
     """An index of 3000 synthetic passages, built with the ANN threshold forced down to 1000."""
     settings = replace(Settings.from_env(), index=tmp_path_factory.mktemp("synthetic"), ann_threshold=1000)
-    build_synthetic(engine.index, 3000, 7, settings)
+    build_synthetic(engine.store, 3000, 7, settings)
     return load_index(settings.index)
 
 
@@ -36,12 +37,12 @@ def test_the_ann_finds_what_exact_search_finds(synthetic, engine):
 
 
 def test_a_synthetic_corpus_is_french_text_of_real_sentences_and_reproducible(synthetic, engine, tmp_path):
-    real_sentences = {p.text[a:b] for p in engine.index.passages for a, b in p.sentences}
+    real_sentences = {p.text[a:b] for p in engine.store.passages for a, b in p.sentences}
     passage = synthetic.passages[0]
     assert 1 <= len(passage.sentences) <= 5
     assert all(passage.text[a:b] in real_sentences for a, b in passage.sentences)
     again = replace(Settings.from_env(), index=tmp_path, ann_threshold=1000)
-    build_synthetic(engine.index, 3000, 7, again)
+    build_synthetic(engine.store, 3000, 7, again)
     assert [p.text for p in load_index(tmp_path).passages] == [p.text for p in synthetic.passages]
 
 
@@ -60,22 +61,35 @@ def test_an_hnsw_build_of_the_bundled_corpus_gives_the_same_answers(tmp_path, em
     settings = replace(Settings.from_env(), corpus=corpus, index=tmp_path / "index", ann_threshold=10, build_batch=5)
     build(settings, embedder)
     hnsw = open_engine(settings, embedder)
-    assert hnsw.index.manifest.vector_index["type"] == "hnsw"
+    assert hnsw.store.manifest.vector_index["type"] == "hnsw"
     for row in dev_questions():
         expected, actual = engine.ask(row["question"]), hnsw.ask(row["question"])
         assert [p.passage.id for p in actual.passages] == [p.passage.id for p in expected.passages]
         assert (actual.answered, actual.answer_sentence) == (expected.answered, expected.answer_sentence)
     (corpus / "autre.md").write_text("# Autre\n\nUn paragraphe sans rapport.\n", "utf-8")
     report = build(settings, embedder)
-    assert (report.embedded, report.reused) == (2, len(hnsw.index.passages) + len(hnsw.index.sentence_vectors))
+    assert (report.embedded, report.reused) == (2, len(hnsw.store.passages) + len(hnsw.store.sentence_matrix))
     rebuilt = load_index(settings.index)
-    row = [p.id for p in rebuilt.passages].index(hnsw.index.passages[0].id)
-    assert np.array_equal(rebuilt.vectors.reconstruct(row), hnsw.index.vectors.reconstruct(0))
+    row = [p.id for p in rebuilt.passages].index(hnsw.store.passages[0].id)
+    assert np.array_equal(rebuilt.vectors.reconstruct(row), hnsw.store.vectors.reconstruct(0))
 
 
-def test_best_sentence_cosines_match_a_loop_over_passages(engine):
-    index = engine.index
-    query = engine.retriever.embed_question("Quelle est la longueur de la frontière ?")[0]
-    rows = np.arange(len(index.passages))
-    expected = [index.sentence_embeddings(row).dot(query).max() for row in rows]
-    assert np.allclose(best_sentence_cosines(index, rows, query), expected)
+def test_gathered_sentence_vectors_match_each_passage_s_own(engine):
+    index = engine.store
+    rows = np.array([5, 0, 17, 3])
+    vectors, offsets = index.sentence_vectors(rows)
+    for number, row in enumerate(rows):
+        first = index.sentence_rows[row]
+        expected = index.sentence_matrix[first : first + len(index.passages[row].sentences)]
+        assert np.array_equal(vectors[offsets[number] : offsets[number + 1]], expected)
+
+
+def test_bm25_top_reads_postings_and_agrees_with_scoring_every_passage(synthetic):
+    query_terms = terms("Quelle est la longueur de la frontière entre la Russie et le Kazakhstan ?")
+    every = synthetic.lexical.model.get_scores([t for t in query_terms if synthetic.lexical.knows(t)])
+    rows, scores = synthetic.lexical_search(query_terms, 50)
+    assert np.allclose(scores, np.sort(every)[::-1][:50], rtol=1e-5)
+    assert np.allclose(every[rows], scores, rtol=1e-5)
+    allowed = np.arange(0, 3000, 2)
+    rows, scores = synthetic.lexical.top(query_terms, 10, allowed)
+    assert set(rows) <= set(allowed) and np.allclose(scores, np.sort(every[allowed])[::-1][:10], rtol=1e-5)

@@ -18,7 +18,7 @@ from qa.config import Settings
 from qa.engine import Engine, build, open_engine
 from qa.feedback import record_vote
 from qa.index import BuildReport, IndexStatus, index_status
-from qa.store import IndexUnusableError, MissingIndexError, PassageStore
+from qa.store import Articles, IndexUnusableError, MissingIndexError, PassageStore
 from qa.model import ModelLoadError, load_embedder
 from qa.passages import Passage
 from qa.text import question_language
@@ -42,6 +42,7 @@ LABELS = {
         "not_saved": "Avis non enregistré",
         "answer": "Réponse",
         "notes": "Notes",
+        "also": "Dit aussi dans",
     },
     "en": {
         "found": "Answer found",
@@ -57,6 +58,7 @@ LABELS = {
         "not_saved": "Feedback not saved",
         "answer": "Answer",
         "notes": "Notes",
+        "also": "Also said in",
     },
 }
 EXAMPLES = (
@@ -123,6 +125,9 @@ def conversation_markdown(answers: list[Answer]) -> str:
             notes = [f"- \\[{f.number}\\] {escape_markdown(f.reference or labels['missing'])}" for f in first.footnotes]
             if notes:
                 parts.append(f"{labels['notes']} :\n\n" + "\n".join(notes))
+            for source in first.same_fact:
+                parts.append(f"{labels['also']} : {passage_place(source.passage)}")
+                parts.append("> " + escape_markdown(source.passage.text[source.sentence[0] : source.sentence[1]]))
     return "\n\n".join(parts) + "\n"
 
 
@@ -190,12 +195,12 @@ def load_engine(settings: Settings) -> Engine:
 # --- conversation --------------------------------------------------------------------------
 
 
-def exchange(engine: Engine, question: str, k: int) -> list[dict]:
+def exchange(engine: Engine, question: str, k: int, articles: Articles) -> list[dict]:
     """The two history entries of asking ``question``: the question, then the answer or the refusal."""
     asked = {"role": "user", "content": question}
     try:
         with st.spinner("Recherche dans le corpus…"):
-            answer = engine.ask(question, k=k)
+            answer = engine.ask(question, k=k, articles=articles)
     except QuestionError as error:
         refused = labels_for(question_language(question))["refused"]
         return [asked, {"role": "assistant", "error": f"{refused} : {error}"}]
@@ -279,6 +284,7 @@ def show_answer(answer: Answer, index: PassageStore) -> None:
     st.caption(f"{kind} · {passage_place(first.passage)}")
     st.markdown(highlighted(first.passage.text, first.sentence if answer.answered else None))
     show_citations(answer, first)
+    show_same_fact(first, labels)
     show_in_context(index, first, labels)
     for item in others:
         with st.expander(
@@ -288,6 +294,14 @@ def show_answer(answer: Answer, index: PassageStore) -> None:
             st.caption(escape_markdown(item.passage.title))
             st.markdown(escape_markdown(item.passage.text))
             show_footnote_list(item, labels["missing"])
+
+
+def show_same_fact(item: AnswerPassage, labels: dict[str, str]) -> None:
+    """The other articles that say the same sentence: each place, its sentence and footnotes."""
+    for source in item.same_fact:
+        st.caption(f"{labels['also']} · {passage_place(source.passage)}")
+        notes = " ".join(f"\\[{f.number}\\] {escape_markdown(f.reference or labels['missing'])}" for f in source.footnotes)
+        st.markdown(f"> {escape_markdown(source.passage.text[source.sentence[0] : source.sentence[1]])}" + (f"  \n> {notes}" if notes else ""))
 
 
 def show_message(message: dict, index: PassageStore) -> None:
@@ -365,6 +379,15 @@ def show_index_and_settings(settings: Settings) -> int:
     return k
 
 
+def choose_articles(store: PassageStore) -> Articles:
+    """The sidebar's article filter, when the corpus has several: None means every article."""
+    titles = {d.title: d.doc_id for d in store.documents.values()}
+    if len(titles) < 2:
+        return None
+    chosen = st.multiselect("Articles", sorted(titles), key="articles", placeholder="Tous les articles")
+    return frozenset(titles[t] for t in chosen) or None
+
+
 def show_conversation_actions(history: list[dict]) -> None:
     """The sidebar's clear and export buttons."""
     st.header("Conversation")
@@ -389,10 +412,11 @@ def main() -> None:
     engine = load_engine(settings)
     with st.sidebar:
         k = show_index_and_settings(settings)
+        articles = choose_articles(engine.store)
     history = st.session_state.setdefault("messages", [])
     question = st.chat_input("Votre question…") or st.session_state.pop(PENDING_QUESTION, None)
     if question is not None:
-        history.extend(exchange(engine, question, k))
+        history.extend(exchange(engine, question, k, articles))
     with st.sidebar:
         show_conversation_actions(history)
     chat, sources = st.tabs(["Conversation", "Sources"])

@@ -1,9 +1,11 @@
 """Answers: the retrieved passages, the sentence that answers, and its footnotes resolved.
 
-Nothing is generated: the answer is a sentence of the best passage, with the references its
-footnote markers point to. When the best match is too weak, or the sentence lacks what the
-question asks for (a year, a date, a number), the answer says so in the question's language and
-the passages are offered as possibly useful.
+Nothing is generated: the answer is a sentence of one of the top passages, chosen by the
+sentence model (qa.selector), with the references its footnote markers point to; its passage
+is shown first. The same fact found in several articles (the same sentence, up to a few words)
+is shown once, with every source. When the best match is too weak, or the sentence lacks what
+the question asks for (a year, a date, a number), the answer says so in the question's
+language and the passages are offered as possibly useful.
 """
 
 from __future__ import annotations
@@ -11,17 +13,22 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import numpy as np
+
 from qa.lexical import terms
-from qa.passages import CITING, Passage
+from qa.passages import Passage
 from qa.question_types import fits_expected_type
 from qa.retrieve import Hit, Retrieval, Retriever
+from qa.selector import DEPTH, SentenceModel
 from qa.store import Articles, PassageStore, reference_text
-from qa.text import footnotes_in, question_language
+from qa.text import question_language
 
 # Calibrated on dev.jsonl (see README): below this fused score the corpus is taken not to answer.
 ANSWER_THRESHOLD = 0.80
-# Weight of the share of the question's terms a sentence carries, against its cosine.
-SENTENCE_LEXICAL_WEIGHT = 0.1
+# Extra passages retrieved so that grouping the same fact still leaves k distinct ones.
+GROUPING_SLACK = 3
+# Share of their terms (Jaccard) above which two sentences of different articles say the same.
+SAME_FACT_OVERLAP = 0.8
 # Share of a question's terms known to the corpus above which it is taken to be in its language.
 SAME_LANGUAGE_COVERAGE = 0.5
 # A capitalised word that does not start the question, or an acronym: a name.
@@ -43,12 +50,22 @@ class Footnote:
 
 
 @dataclass(frozen=True)
+class Source:
+    """A passage that says the answer's fact, with the sentence that says it and its footnotes."""
+
+    passage: Passage
+    sentence: tuple[int, int]
+    footnotes: tuple[Footnote, ...]  # the footnotes backing that sentence
+
+
+@dataclass(frozen=True)
 class AnswerPassage:
     passage: Passage
     rank: int
     score: float
     sentence: tuple[int, int] | None  # the answering sentence's span in passage.text, if here
     footnotes: tuple[Footnote, ...]  # every footnote the passage cites
+    same_fact: tuple[Source, ...] = ()  # passages of other articles saying the same, not shown twice
 
 
 @dataclass(frozen=True)
@@ -65,6 +82,14 @@ class Answer:
         """What to say instead of an answer when the corpus does not answer."""
         return None if self.answered else NO_ANSWER[self.language]
 
+    @property
+    def sources(self) -> tuple[Source, ...]:
+        """Every passage that says the answering sentence: the first passage, then the others."""
+        if not self.passages or self.passages[0].sentence is None:
+            return ()
+        first = self.passages[0]
+        return (Source(first.passage, first.sentence, self.answer_footnotes), *first.same_fact)
+
 
 def check_question(question: str, max_chars: int) -> str:
     """The question stripped, or QuestionError when it is empty or too long."""
@@ -76,35 +101,74 @@ def check_question(question: str, max_chars: int) -> str:
     return cleaned
 
 
-def answer_question(question: str, retriever: Retriever, k: int, max_chars: int = 1000, articles: Articles = None) -> Answer:
-    """Retrieve k passages; the answer is the best sentence of the first one."""
+def answer_question(
+    question: str, retriever: Retriever, model: SentenceModel, k: int, max_chars: int = 1000, articles: Articles = None
+) -> Answer:
+    """Retrieve the top passages, choose the answering sentence among theirs, and show its
+    passage first, then the others, each fact once."""
     question = check_question(question, max_chars)
     language = question_language(question)
-    retrieval = retriever.search(question, k, articles)
+    retrieval = retriever.search(question, max(k, DEPTH) + GROUPING_SLACK, articles)
     if not retrieval.hits:
         return Answer(question, language, False, None, (), ())
-    top = retrieval.hits[0]
-    span = answering_sentence(top, retrieval)
-    sentence = top.passage.text[span[0] : span[1]]
+    chosen = model.choose(retrieval)
+    top = retrieval.hits[chosen.hit]
+    sentence = top.passage.text[chosen.span[0] : chosen.span[1]]
     store = retriever.store
+    ordered = [top, *(h for h in retrieval.hits if h is not top)]
+    groups = group_same_facts(ordered, chosen.span)
     passages = tuple(
         AnswerPassage(
             passage=hit.passage,
             rank=rank,
             score=hit.score,
-            sentence=span if hit is top else None,
-            footnotes=tuple(Footnote(n, reference_text(store, hit.passage.doc_id, n)) for n in hit.passage.footnotes),
+            sentence=chosen.span if hit is top else None,
+            footnotes=passage_footnotes(store, hit.passage),
+            same_fact=tuple(
+                Source(other.passage, span, sentence_footnotes(store, other.passage, span)) for other, span in others
+            ),
         )
-        for rank, hit in enumerate(retrieval.hits, start=1)
+        for rank, (hit, others) in enumerate(groups[:k], start=1)
     )
-    backing = set(footnotes_backing(top.passage, span))
-    sentence_footnotes = tuple(f for f in passages[0].footnotes if f.number in backing)
     answered = (
         top.score >= ANSWER_THRESHOLD
         and fits_expected_type(question, sentence)
         and not unknown_names(question, retrieval, store)
     )
-    return Answer(question, language, answered, sentence, sentence_footnotes, passages)
+    return Answer(question, language, answered, sentence, sentence_footnotes(store, top.passage, chosen.span), passages)
+
+
+def passage_footnotes(store: PassageStore, passage: Passage) -> tuple[Footnote, ...]:
+    return tuple(Footnote(n, reference_text(store, passage.doc_id, n)) for n in passage.footnotes)
+
+
+def sentence_footnotes(store: PassageStore, passage: Passage, span: tuple[int, int]) -> tuple[Footnote, ...]:
+    return tuple(Footnote(n, reference_text(store, passage.doc_id, n)) for n in footnotes_backing(passage, span))
+
+
+def group_same_facts(hits: list[Hit], first_span: tuple[int, int]) -> list[tuple[Hit, list[tuple[Hit, tuple[int, int]]]]]:
+    """The hits, each with the later hits of other articles that say the same thing; those are
+    not listed again. A hit's fact is its answering sentence for the first, its sentence most
+    similar to the question for the others; two facts are the same when their sentences share
+    nearly all their terms."""
+    facts = [first_span, *(hit.passage.sentences[int(np.argmax(hit.sentence_cosines))] for hit in hits[1:])]
+    kept: list[tuple[Hit, list[tuple[Hit, tuple[int, int]]]]] = []
+    fact_terms: list[set[str]] = []
+    for hit, span in zip(hits, facts):
+        found = set(terms(hit.passage.text[span[0] : span[1]]))
+        for (first, others), known in zip(kept, fact_terms):
+            if first.passage.doc_id != hit.passage.doc_id and _same_fact(found, known):
+                same = next((s for s in hit.passage.sentences if _same_fact(set(terms(hit.passage.text[s[0] : s[1]])), known)), span)
+                others.append((hit, same))
+                break
+        else:
+            kept.append((hit, []))
+            fact_terms.append(found)
+    return kept
+
+
+def _same_fact(these: set[str], those: set[str]) -> bool:
+    return bool(these) and len(these & those) / len(these | those) >= SAME_FACT_OVERLAP
 
 
 def unknown_names(question: str, retrieval: Retrieval, store: PassageStore) -> list[str]:
@@ -118,29 +182,5 @@ def unknown_names(question: str, retrieval: Retrieval, store: PassageStore) -> l
 
 
 def footnotes_backing(passage: Passage, span: tuple[int, int]) -> tuple[int, ...]:
-    """The footnotes that back a sentence: its own markers, or, as on Wikipedia where a marker
-    at the end of a run of sentences covers them all, those of the next sentence that has some."""
-    if passage.kind not in CITING:  # a reference, or the text of a source: cited as itself
-        return passage.footnotes
-    following = [s for s in passage.sentences if s[0] >= span[0]]
-    for start, end in following:
-        found = footnotes_in(passage.text[start:end])
-        if found:
-            return found
-    return ()
-
-
-def answering_sentence(hit: Hit, retrieval: Retrieval) -> tuple[int, int]:
-    """The sentence of the passage that best answers: among those that hold what the question
-    asks for (if any do), the one most similar to the question, plus its share of the
-    question's terms (weighted by how well the corpus knows those terms)."""
-    wanted = set(retrieval.query_terms)
-
-    def score(item: tuple[tuple[int, int], float]) -> float:
-        (start, end), similarity = item
-        overlap = len(wanted & set(terms(hit.passage.text[start:end]))) / len(wanted) if wanted else 0.0
-        return float(similarity) + SENTENCE_LEXICAL_WEIGHT * retrieval.term_coverage * overlap
-
-    candidates = list(zip(hit.passage.sentences, hit.sentence_cosines))
-    typed = [c for c in candidates if fits_expected_type(retrieval.question, hit.passage.text[c[0][0] : c[0][1]])]
-    return max(typed or candidates, key=score)[0]
+    """The footnotes that back a sentence of the passage (Passage.sentence_footnotes)."""
+    return passage.sentence_footnotes[passage.sentences.index(span)]

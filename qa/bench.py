@@ -26,13 +26,13 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from qa.answer import answering_sentence
 from qa.config import PROJECT_ROOT, Settings
 from qa.corpus import read_corpus
 from qa.index import SearchIndex, build_index, load_index, new_manifest, staged_build
 from qa.model import load_embedder
 from qa.passages import Passage
 from qa.retrieve import CANDIDATES, Retriever
+from qa.selector import SentenceModel
 from qa.text import footnotes_in
 
 QUESTIONS = PROJECT_ROOT / "eval" / "dev.jsonl"
@@ -123,15 +123,16 @@ def measure(name: str, root: Path, embedder, questions: list[str], build_seconds
 def time_questions(retriever: Retriever, questions: list[str], rounds: int = 3) -> dict[str, Latency]:
     """p50 and p95 of each step of answering, over ``rounds`` passes of the questions (after one warm-up)."""
     timings: dict[str, list[float]] = {}
+    model = SentenceModel.load()
     for round_number in range(rounds + 1):
         for question in questions:
-            times = time_question(retriever, question)
+            times = time_question(retriever, model, question)
             for stage, seconds in times.items():
                 timings.setdefault(stage, []).extend([seconds * 1000] if round_number else [])
     return {stage: Latency(round(float(np.percentile(v, 50)), 2), round(float(np.percentile(v, 95)), 2)) for stage, v in timings.items()}
 
 
-def time_question(retriever: Retriever, question: str) -> dict[str, float]:
+def time_question(retriever: Retriever, model: SentenceModel, question: str) -> dict[str, float]:
     """The seconds each step of answering takes: Retriever.search's steps, then the choice of
     the answering sentence; then, on their own, the dense and BM25 halves of the search."""
     clock = [time.perf_counter()]
@@ -141,7 +142,7 @@ def time_question(retriever: Retriever, question: str) -> dict[str, float]:
     clock.append(time.perf_counter())
     retrieval = retriever.rank(candidates, 3)
     clock.append(time.perf_counter())
-    answering_sentence(retrieval.hits[0], retrieval)
+    model.choose(retrieval)
     clock.append(time.perf_counter())
     steps = dict(zip(STAGES, np.diff(clock)))
     steps["total"] = clock[-1] - clock[0]
@@ -206,6 +207,7 @@ def synthetic_passage(number: int, sentences: list[tuple[Passage, int, int, int]
     return Passage(
         id=f"synthetic-{number}", doc_id=first.doc_id, title=first.title, section=first.section, kind="text",
         text=text, start=0, end=len(text), footnotes=footnotes_in(text), sentences=tuple(spans),
+        sentence_footnotes=tuple(footnotes_in(part) for part in parts),
     )
 
 

@@ -1,4 +1,4 @@
-"""Command line: ``python -m qa build | status | ask | eval | bench``. A thin layer over qa.engine."""
+"""Command line: ``python -m qa build | status | ask | eval | bench | train-selector``. A thin layer over qa.engine."""
 
 from __future__ import annotations
 
@@ -28,19 +28,25 @@ def main(argv: list[str] | None = None) -> int:
     ask.add_argument("questions", nargs="+")
     ask.add_argument("-k", type=int, help="number of passages (default 3)")
     ask.add_argument("--json", action="store_true", help="one JSON object per question and line")
+    ask.add_argument("--article", action="append", metavar="TITLE", help="only this article (title or file name); repeatable")
     evaluate = commands.add_parser("eval", help="measure answers against a question file")
     evaluate.add_argument("file", type=Path, help="questions (JSON lines like eval/dev.jsonl)")
     evaluate.add_argument("--json", action="store_true")
     evaluate.add_argument("--from-feedback", action="store_true", help="FILE is the chat's feedback.jsonl: replay its 👍 votes")
+    evaluate.add_argument("--save", type=Path, metavar="RUN", help="also write each question's outcome to RUN (JSON lines)")
+    evaluate.add_argument("--compare", type=Path, metavar="RUN", help="list the questions that got worse (or better) since RUN")
     bench = commands.add_parser("bench", help="time model load, build and each step of answering; index size and memory")
     bench.add_argument("--passages", type=int, default=10_000, help="size of the synthetic corpus (0: real corpus only)")
     bench.add_argument("--seed", type=int, default=0, help="seed of the synthetic corpus")
     bench.add_argument("--compare-ann", action="store_true", help="also measure HNSW and IVF-PQ settings on the synthetic vectors")
     bench.add_argument("--json", action="store_true", help="one JSON object")
+    train = commands.add_parser("train-selector", help="train the answering-sentence model on questions with known answers")
+    train.add_argument("file", type=Path, help="questions (JSON lines with answer and doc, like piaf-dev's)")
+    train.add_argument("--output", type=Path, help="where to write the model (default: qa/sentence_model.json)")
     args = parser.parse_args(argv)
     settings = Settings.from_env(corpus=args.corpus, index=args.index, model=args.model)
     try:
-        return {"build": _build, "status": _status, "ask": _ask, "eval": _eval, "bench": _bench}[args.command](settings, args)
+        return {"build": _build, "status": _status, "ask": _ask, "eval": _eval, "bench": _bench, "train-selector": _train}[args.command](settings, args)
     except (IndexUnusableError, ModelLoadError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -81,10 +87,11 @@ def _ask(settings: Settings, args: argparse.Namespace) -> int:
     reasons = engine.stale_reasons()
     if reasons:
         print(f"warning: the index is stale ({', '.join(reasons)}); rebuild with `python -m qa build`", file=sys.stderr)
+    articles = engine.articles_named(args.article) if args.article else None
     status = 0
     for question in args.questions:
         try:
-            answer = engine.ask(question, args.k)
+            answer = engine.ask(question, args.k, articles)
         except QuestionError as error:
             print(f"error: {error}", file=sys.stderr)
             status = 1
@@ -95,14 +102,37 @@ def _ask(settings: Settings, args: argparse.Namespace) -> int:
 
 def _eval(settings: Settings, args: argparse.Namespace) -> int:
     from qa.engine import open_engine
-    from qa.evaluate import case_from_row, evaluate, format_report, read_cases
+    from qa.evaluate import case_from_row, compare_runs, evaluate, format_report, read_cases, read_run, write_run
     from qa.feedback import cases_from_feedback
 
     cases = [case_from_row(row) for row in cases_from_feedback(args.file)] if args.from_feedback else read_cases(args.file)
     if not cases:
         raise ValueError(f"{args.file} holds no question to evaluate")
-    report = evaluate(open_engine(settings), cases)
+    report, outcomes = evaluate(open_engine(settings), cases)
     print(json.dumps(report, indent=1) if args.json else format_report(report))
+    if args.save:
+        write_run(args.save, outcomes)
+    if args.compare:
+        print(compare_runs(read_run(args.compare), outcomes), file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def _train(settings: Settings, args: argparse.Namespace) -> int:
+    from qa.engine import open_engine
+    from qa.evaluate import read_cases
+    from qa.selector import MODEL_FILE, SentenceModel, accuracy, cross_validate, example, train
+
+    engine = open_engine(settings)
+    cases = [c for c in read_cases(args.file) if c.answer]
+    examples = [e for c in cases if (e := example(engine.retriever, c.question, c.answer, c.doc)) is not None]
+    reachable = [e for e in examples if e.labels.any()]
+    print(f"{len(cases)} answerable questions; the answer is in a candidate sentence for {len(reachable)}")
+    print(f"sentence accuracy, current model:             {accuracy(engine.sentence_model, examples):.3f}")
+    print(f"sentence accuracy, trained on other articles: {cross_validate(examples):.3f} (5 folds by article)")
+    model = train([(e.features, e.labels) for e in examples])
+    output = args.output or MODEL_FILE
+    model.save(output)
+    print(f"sentence accuracy, trained on all:            {accuracy(SentenceModel.load(output), examples):.3f}; written to {output}")
     return 0
 
 
@@ -132,6 +162,12 @@ def answer_json(answer: Answer) -> dict:
                 "text": p.passage.text,
                 "answer_sentence": None if p.sentence is None else p.passage.text[p.sentence[0] : p.sentence[1]],
                 "footnotes": [{"n": f.number, "reference": f.reference} for f in p.footnotes],
+                "same_fact_in": [
+                    {"id": s.passage.id, "document": s.passage.title, "section": s.passage.section,
+                     "sentence": s.passage.text[s.sentence[0] : s.sentence[1]],
+                     "footnotes": [{"n": f.number, "reference": f.reference} for f in s.footnotes]}
+                    for s in p.same_fact
+                ],
             }
             for p in answer.passages
         ],
@@ -151,6 +187,10 @@ def format_answer(answer: Answer) -> str:
         lines.append(f"\n[{p.rank}] {p.passage.title} › {p.passage.section}  (score {p.score:.3f})")
         lines.append("    " + " ".join(text.split()))
         lines += [f"    [{f.number}] {f.reference or '(no such reference)'}" for f in p.footnotes]
+        for source in p.same_fact:
+            a, b = source.sentence
+            lines.append(f"    also in {source.passage.title} › {source.passage.section}: {' '.join(source.passage.text[a:b].split())}")
+            lines += [f"      [{f.number}] {f.reference or '(no such reference)'}" for f in source.footnotes]
     return "\n".join(lines)
 
 

@@ -1,4 +1,4 @@
-"""The loaded pieces that answer questions: model, index and retriever, loaded once."""
+"""The loaded pieces that answer questions: model, index, retriever and sentence model, loaded once."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from qa.corpus import read_corpus
 from qa.index import BuildReport, Progress, build_index, load_index
 from qa.model import load_embedder
 from qa.retrieve import Retriever
+from qa.selector import SentenceModel
+from qa.text import fold
 from qa.store import Articles, PassageStore, check_compatible, stale_reasons
 
 
@@ -19,9 +21,21 @@ class Engine:
     embedder: object  # a sentence_transformers.SentenceTransformer
     store: PassageStore
     retriever: Retriever
+    sentence_model: SentenceModel
 
     def ask(self, question: str, k: int | None = None, articles: Articles = None) -> Answer:
-        return answer_question(question, self.retriever, k or self.settings.top_k, self.settings.max_question_chars, articles)
+        return answer_question(
+            question, self.retriever, self.sentence_model, k or self.settings.top_k, self.settings.max_question_chars, articles
+        )
+
+    def articles_named(self, names: list[str]) -> frozenset[str]:
+        """The ids of the articles given by title or file name (any case or accents)."""
+        by_name = {fold(key): d.doc_id for d in self.store.documents.values() for key in (d.doc_id, d.title)}
+        unknown = [name for name in names if fold(name) not in by_name]
+        if unknown:
+            titles = ", ".join(sorted(d.title for d in self.store.documents.values()))
+            raise ValueError(f"no article named {', '.join(map(repr, unknown))}; the articles are: {titles}")
+        return frozenset(by_name[fold(name)] for name in names)
 
     def stale_reasons(self) -> list[str]:
         return stale_reasons(self.store.manifest, self.settings)
@@ -37,4 +51,4 @@ def open_engine(settings: Settings, embedder=None) -> Engine:
     embedder = embedder or load_embedder(settings)
     store = load_index(settings.index)
     check_compatible(store, settings, embedder.get_embedding_dimension())
-    return Engine(settings, embedder, store, Retriever(store, embedder))
+    return Engine(settings, embedder, store, Retriever(store, embedder), SentenceModel.load())

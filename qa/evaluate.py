@@ -1,7 +1,9 @@
 """Evaluation: run questions with known answers through the engine and measure the answers.
 
 A question file is JSON lines with ``question``, ``answer`` (a substring of the corpus up to
-white space, or null when the corpus does not answer), ``footnotes``, ``lang`` and ``kind``.
+white space, or null when the corpus does not answer), ``footnotes``, ``lang`` and ``kind``, and
+optionally ``id`` and ``doc`` (the article's file name, for figures by article). A run's outcomes
+can be saved and compared with a later run's: which questions got worse, which better.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ class Case:
     footnotes: tuple[int, ...]
     lang: str
     kind: str
+    id: str = ""
+    doc: str = ""
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,10 @@ class Outcome:
 
 def case_from_row(row: dict) -> Case:
     """A case from one parsed line of a question file."""
-    return Case(row["question"], row.get("answer"), tuple(row.get("footnotes") or ()), row.get("lang", "?"), row.get("kind", "?"))
+    return Case(
+        row["question"], row.get("answer"), tuple(row.get("footnotes") or ()), row.get("lang", "?"), row.get("kind", "?"),
+        str(row.get("id", "")), row.get("doc", ""),
+    )
 
 
 def read_cases(path: Path) -> list[Case]:
@@ -101,15 +108,53 @@ def summarise(outcomes: list[Outcome]) -> dict:
     }
 
 
-def evaluate(engine: Engine, cases: list[Case]) -> dict:
-    """Figures overall, by language and by kind."""
+def evaluate(engine: Engine, cases: list[Case]) -> tuple[dict, list[Outcome]]:
+    """Figures overall, by language, by kind and by article (when the cases name theirs), and
+    each question's outcome."""
     engine.ask(cases[0].question)  # warm-up: the first query pays one-off costs
     outcomes = [run_case(engine, c) for c in cases]
     report = {"overall": summarise(outcomes)}
-    for field in ("lang", "kind"):
-        for value in sorted({getattr(o.case, field) for o in outcomes}):
-            report[f"{field}={value}"] = summarise([o for o in outcomes if getattr(o.case, field) == value])
-    return report
+    for field, label in (("lang", "lang"), ("kind", "kind"), ("doc", "article")):
+        values = sorted({getattr(o.case, field) for o in outcomes} - {""})
+        for value in values if len(values) > 1 or field != "doc" else ():
+            report[f"{label}={value}"] = summarise([o for o in outcomes if getattr(o.case, field) == value])
+    return report, outcomes
+
+
+def outcome_key(case: Case) -> str:
+    return case.id or case.question
+
+
+def write_run(path: Path, outcomes: list[Outcome]) -> None:
+    """Each question's outcome, one JSON line each, to compare with a later run."""
+    lines = [
+        json.dumps({"key": outcome_key(o.case), "question": o.case.question, "rank": o.rank,
+                    "sentence_has_answer": o.sentence_has_answer, "answered": o.answered}, ensure_ascii=False)
+        for o in outcomes
+    ]
+    path.write_text("\n".join(lines) + "\n", "utf-8")
+
+
+def read_run(path: Path) -> dict[str, dict]:
+    return {row["key"]: row for line in path.read_text("utf-8").splitlines() if line.strip() for row in [json.loads(line)]}
+
+
+def compare_runs(before: dict[str, dict], outcomes: list[Outcome]) -> str:
+    """The questions whose answer got worse or better since a saved run: the answer's passage
+    rank (5 = not found), the answering sentence, abstention."""
+    worse, better = [], []
+    for o in outcomes:
+        old = before.get(outcome_key(o.case))
+        if old is None or not o.case.answer:
+            continue
+        then = (old["rank"] or RANK_DEPTH + 1, not old["sentence_has_answer"], not old["answered"])
+        now = (o.rank or RANK_DEPTH + 1, not o.sentence_has_answer, not o.answered)
+        line = (f"  {o.case.question}  rank {old['rank'] or '-'} → {o.rank or '-'}, "
+                f"sentence {'✓' if old['sentence_has_answer'] else '✗'} → {'✓' if o.sentence_has_answer else '✗'}"
+                + ("" if old["answered"] == o.answered else f", {'answered' if o.answered else 'abstained'}"))
+        if now != then:
+            (worse if (now[1], now[0], now[2]) > (then[1], then[0], then[2]) else better).append(line)
+    return "\n".join([f"worse ({len(worse)}):", *worse, f"better ({len(better)}):", *better])
 
 
 def format_report(report: dict) -> str:

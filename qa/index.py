@@ -26,7 +26,7 @@ import os
 import shutil
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -34,7 +34,7 @@ import faiss
 import numpy as np
 
 from qa.config import Settings
-from qa.corpus import Corpus, file_hashes
+from qa.corpus import Corpus
 from qa.documents import Document
 from qa.lexical import LexicalIndex
 from qa.passages import CITING, Passage, passages_for
@@ -49,7 +49,7 @@ from qa.store import (
 )
 from qa.text import without_footnotes
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: title and section in the embedded texts
 POINTER = "CURRENT"
 LOCK = ".build.lock"
 EMBED_BATCH = 32
@@ -128,22 +128,24 @@ class SearchIndex:
 
 
 def dense_text(passage: Passage) -> str:
-    """What is embedded for a passage: its text without footnote markers."""
-    return without_footnotes(passage.text)
+    """What is embedded for a passage: where it is (article title, section), then its text
+    without footnote markers. A short passage of an article about X rarely names X."""
+    return f"{passage.title} — {passage.section}. {without_footnotes(passage.text)}"
+
+
+def sentence_texts(passage: Passage) -> list[str]:
+    """What is embedded for each sentence of a passage: the article title, then the sentence."""
+    return [f"{passage.title}. {without_footnotes(passage.text[a:b])}" for a, b in passage.sentences]
 
 
 def embedded_texts(passages: list[Passage]) -> list[str]:
     """Every text a build embeds, in its row order: the passages, then all their sentences."""
-    sentences = [without_footnotes(p.text[a:b]) for p in passages for a, b in p.sentences]
-    return [dense_text(p) for p in passages] + sentences
+    return [dense_text(p) for p in passages] + [text for p in passages for text in sentence_texts(p)]
 
 
 def lexical_text(passage: Passage) -> str:
-    """What BM25 matches for a passage: its article title and section, then its text.
-
-    With the title, a question naming the article's subject finds its passages; in the
-    embedded text the title made English questions worse (measured, see README)."""
-    return f"{passage.title}\n{passage.section}\n{dense_text(passage)}"
+    """What BM25 matches for a passage: its article title and section, then its text."""
+    return f"{passage.title}\n{passage.section}\n{without_footnotes(passage.text)}"
 
 
 @dataclass(frozen=True)
@@ -455,7 +457,8 @@ def _passages_payload(documents: tuple[Document, ...], passages: list[Passage]) 
 
 def _passage_from_json(data: dict) -> Passage:
     return Passage(
-        **{**data, "footnotes": tuple(data["footnotes"]), "sentences": tuple(tuple(s) for s in data["sentences"])}
+        **{**data, "footnotes": tuple(data["footnotes"]), "sentences": tuple(tuple(s) for s in data["sentences"]),
+           "sentence_footnotes": tuple(tuple(n) for n in data["sentence_footnotes"])}
     )
 
 

@@ -32,9 +32,13 @@ class Passage:
     text: str
     start: int
     end: int
-    footnotes: tuple[int, ...]
+    footnotes: tuple[int, ...]  # every footnote backing some of its text (see sentence_footnotes)
     sentences: tuple[tuple[int, int], ...]  # spans inside ``text``
     file: str = ""  # the file the offsets refer to, when not the article itself
+    # For each sentence, the footnotes that back it: its own markers or, as on Wikipedia where a
+    # marker at the end of a run of sentences covers them all, those of the next sentence of its
+    # paragraph that has some (possibly in the next passage).
+    sentence_footnotes: tuple[tuple[int, ...], ...] = ()
 
 
 def sentence_splitter(chunk_size: int, chunk_overlap: int) -> RecursiveCharacterTextSplitter:
@@ -56,8 +60,10 @@ def passages_for(document: Document, chunk_size: int, chunk_overlap: int = 0) ->
     for section_number, section in enumerate(document.sections):
         for number, paragraph in enumerate(section.paragraphs):
             chunks = splitter.split_text(paragraph.text) if paragraph.kind in PROSE else [paragraph.text]
-            for chunk_number, (start, end) in enumerate(_locate(chunks, paragraph)):
-                text = paragraph.text[start - paragraph.start : end - paragraph.start]
+            texts = [paragraph.text[start - paragraph.start : end - paragraph.start] for start, end in _locate(chunks, paragraph)]
+            sentences = [tuple(sentence_spans(t)) if paragraph.kind in PROSE else ((0, len(t)),) for t in texts]
+            backing = _backing_footnotes(texts, sentences, paragraph)
+            for chunk_number, ((start, end), text) in enumerate(zip(_locate(chunks, paragraph), texts)):
                 passages.append(
                     Passage(
                         id=_passage_id(document.doc_id, paragraph, f"s{section_number}p{number}c{chunk_number}"),
@@ -68,12 +74,30 @@ def passages_for(document: Document, chunk_size: int, chunk_overlap: int = 0) ->
                         text=text,
                         start=start,
                         end=end,
-                        footnotes=footnotes_in(text) if paragraph.kind in CITING else paragraph.footnotes,
-                        sentences=tuple(sentence_spans(text)) if paragraph.kind in PROSE else ((0, len(text)),),
+                        footnotes=tuple(dict.fromkeys(n for notes in backing[chunk_number] for n in notes)),
+                        sentences=sentences[chunk_number],
                         file=paragraph.file,
+                        sentence_footnotes=backing[chunk_number],
                     )
                 )
     return passages
+
+
+def _backing_footnotes(texts: list[str], sentences: list[tuple], paragraph: Paragraph) -> list[tuple[tuple[int, ...], ...]]:
+    """For each chunk of a paragraph, the footnotes backing each of its sentences: in the
+    article's text, its own markers or the next ones of the paragraph; in a reference or a
+    source, the reference itself."""
+    if paragraph.kind not in CITING:
+        return [tuple(paragraph.footnotes for _ in spans) for spans in sentences]
+    following: tuple[int, ...] = ()
+    backing = []
+    for text, spans in reversed(list(zip(texts, sentences))):
+        notes = []
+        for start, end in reversed(spans):
+            following = footnotes_in(text[start:end]) or following
+            notes.append(following)
+        backing.append(tuple(reversed(notes)))
+    return list(reversed(backing))
 
 
 def _locate(chunks: list[str], paragraph: Paragraph) -> list[tuple[int, int]]:

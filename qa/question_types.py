@@ -1,4 +1,4 @@
-"""What kind of answer a question asks for (a year, a date, a quantity), and whether a sentence has one.
+"""What kind of answer a question asks for (a year, a date, a quantity, a name), and whether a sentence has one.
 
 A question that asks "when", "which year" or "how many" is not answered by a sentence without
 a date or a number, however close its words are: the corpus then does not say.
@@ -39,3 +39,26 @@ def fits_expected_type(question: str, sentence: str) -> bool:
     """Whether the sentence holds what the question asks for (always true for other questions)."""
     pattern = expected_answer(question)
     return pattern is None or re.search(pattern, fold(sentence)) is not None
+
+
+def answer_type_fit(question: str, sentence: str) -> float:
+    """+1 when the sentence holds the year, date or number the question asks for, -1 when it
+    lacks it, 0 when the question asks for none of them."""
+    if expected_answer(question) is None:
+        return 0.0
+    return 1.0 if fits_expected_type(question, sentence) else -1.0
+
+
+# Questions whose answer is a name: a person (qui, who) or a place (où, where).
+_ASKS_NAME = re.compile(r"\b(qui|who|whom|où|where)\b")
+# A capitalised word that does not start the text.
+_NAME = re.compile(r"(?<!^)(?<![.!?] )\b[A-ZÀ-Ý][\w'’-]+")
+
+
+def names_new_to(question: str, sentence: str) -> bool:
+    """Whether a question that asks for a person or a place meets, in the sentence, a name it
+    does not already have."""
+    if not _ASKS_NAME.search(question.lower()):
+        return False
+    known = {fold(name) for name in _NAME.findall(question.strip())}
+    return any(fold(name) not in known for name in _NAME.findall(sentence.strip()))

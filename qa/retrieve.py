@@ -20,7 +20,7 @@ from qa.store import Articles, PassageStore
 # Weight of the best sentence's cosine in the dense score (the passage's own has the rest).
 SENTENCE_WEIGHT = 0.5
 # Weight of normalised BM25 against the dense score, at full term coverage.
-LEXICAL_WEIGHT = 0.1
+LEXICAL_WEIGHT = 0.05
 # Passages scored in full: the best of the dense search and of BM25.
 CANDIDATES = 100
 

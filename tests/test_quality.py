@@ -13,7 +13,7 @@ from qa.question_types import fits_expected_type
 
 @pytest.fixture(scope="module")
 def report(engine) -> dict:
-    return evaluate(engine, read_cases(DEV_QUESTIONS))
+    return evaluate(engine, read_cases(DEV_QUESTIONS))[0]
 
 
 def test_the_passage_on_top_holds_the_answer(report):

@@ -1,0 +1,150 @@
+"""The answering sentence, chosen among the sentences of the top passages by a small linear model.
+
+Each candidate sentence is described by a few signals: its own cosine to the question, the
+fused score of its passage, the share of the question's terms it carries, and whether it holds
+the kind of answer the question asks for. A linear model weighs them; it is trained listwise
+(softmax over the candidates of a question) on development questions whose answer is known,
+and checked on articles it was not trained on (``python -m qa train-selector``). Its weights
+are a small JSON file, ``qa/sentence_model.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from qa.lexical import terms
+from qa.question_types import answer_type_fit, names_new_to
+from qa.retrieve import Retrieval
+from qa.text import squash_spaces
+
+MODEL_FILE = Path(__file__).with_name("sentence_model.json")
+# The passages whose sentences compete to answer.
+DEPTH = 3
+FEATURES = (
+    "sentence_cosine",  # the sentence's cosine to the question
+    "sentence_cosine_gap",  # … minus the best sentence cosine among the candidates
+    "passage_score",  # the fused retrieval score of its passage
+    "passage_score_gap",  # … minus the best passage's
+    "passage_lexical",  # its passage's normalised BM25, times the question's term coverage
+    "term_share",  # share of the question's terms found in the sentence
+    "answer_type",  # +1 holds the year/date/number asked for, -1 lacks it, 0 nothing asked
+    "new_names",  # a "qui/who" question and a name the question does not have (0 or 1)
+)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    hit: int  # index of its passage in retrieval.hits
+    span: tuple[int, int]  # the sentence in the passage's text
+
+
+def candidates(retrieval: Retrieval) -> tuple[list[Candidate], np.ndarray]:
+    """The sentences of the top DEPTH passages and their features, one row each."""
+    hits = retrieval.hits[:DEPTH]
+    wanted = set(retrieval.query_terms)
+    best_cosine = max(max(h.sentence_cosines) for h in hits)
+    found, rows = [], []
+    for number, hit in enumerate(hits):
+        for span, cosine in zip(hit.passage.sentences, hit.sentence_cosines):
+            sentence = hit.passage.text[span[0] : span[1]]
+            share = len(wanted & set(terms(sentence))) / len(wanted) if wanted else 0.0
+            found.append(Candidate(number, span))
+            rows.append((
+                cosine, cosine - best_cosine, hit.score, hit.score - hits[0].score,
+                hit.lexical * retrieval.term_coverage, share,
+                answer_type_fit(retrieval.question, sentence), float(names_new_to(retrieval.question, sentence)),
+            ))
+    return found, np.array(rows, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class SentenceModel:
+    """Feature standardisation and weights; a candidate's score is their dot product."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    weights: np.ndarray
+
+    def scores(self, features: np.ndarray) -> np.ndarray:
+        return ((features - self.mean) / self.scale) @ self.weights
+
+    def choose(self, retrieval: Retrieval) -> Candidate:
+        """The sentence that best answers, among those of the top passages."""
+        found, features = candidates(retrieval)
+        return found[int(np.argmax(self.scores(features)))]
+
+    def save(self, path: Path) -> None:
+        data = {"features": list(FEATURES), "mean": self.mean.tolist(), "scale": self.scale.tolist(), "weights": self.weights.tolist()}
+        path.write_text(json.dumps(data, indent=1) + "\n", "utf-8")
+
+    @classmethod
+    def load(cls, path: Path = MODEL_FILE) -> "SentenceModel":
+        data = json.loads(path.read_text("utf-8"))
+        if tuple(data["features"]) != FEATURES:
+            raise ValueError(f"{path} was trained on other features; retrain it with `python -m qa train-selector`")
+        return cls(*(np.array(data[key]) for key in ("mean", "scale", "weights")))
+
+
+def train(questions: list[tuple[np.ndarray, np.ndarray]], l2: float = 0.001, steps: int = 3000) -> SentenceModel:
+    """Fit the weights on (features, is-answer labels) of each question: softmax over a
+    question's candidates, cross-entropy against its answering sentences, L2 penalty; plain
+    gradient descent with Adam on standardised features. Questions without an answering
+    candidate teach nothing and are left out."""
+    questions = [(x, y / y.sum()) for x, y in questions if y.any()]
+    stacked = np.vstack([x for x, _ in questions])
+    mean, scale = stacked.mean(0), stacked.std(0) + 1e-9
+    groups = [((x - mean) / scale, y) for x, y in questions]
+    weights = np.zeros(len(FEATURES))
+    moment, velocity = np.zeros_like(weights), np.zeros_like(weights)
+    for step in range(1, steps + 1):
+        gradient = 2 * l2 * weights
+        for x, target in groups:
+            logits = x @ weights
+            p = np.exp(logits - logits.max())
+            gradient -= x.T @ (target - p / p.sum()) / len(groups)
+        moment = 0.9 * moment + 0.1 * gradient
+        velocity = 0.999 * velocity + 0.001 * gradient**2
+        weights -= 0.05 * (moment / (1 - 0.9**step)) / (np.sqrt(velocity / (1 - 0.999**step)) + 1e-8)
+    return SentenceModel(mean, scale, weights)
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training question: its article, and its candidates' features and labels."""
+
+    article: str
+    features: np.ndarray
+    labels: np.ndarray  # 1.0 where the candidate sentence contains the known answer
+
+
+def example(retriever, question: str, answer: str, article: str) -> Example | None:
+    """The candidates of a question as the product sees them, labelled by the known answer."""
+    retrieval = retriever.search(question, DEPTH)
+    if not retrieval.hits:
+        return None
+    found, features = candidates(retrieval)
+    expected = squash_spaces(answer)
+    texts = [retrieval.hits[c.hit].passage.text[c.span[0] : c.span[1]] for c in found]
+    return Example(article, features, np.array([expected in squash_spaces(t) for t in texts], dtype=np.float64))
+
+
+def accuracy(model: SentenceModel, examples: list[Example]) -> float:
+    """Share of questions whose chosen sentence contains the answer."""
+    return float(np.mean([e.labels[int(np.argmax(model.scores(e.features)))] for e in examples]))
+
+
+def cross_validate(examples: list[Example], folds: int = 5, seed: int = 0) -> float:
+    """Sentence accuracy on articles left out of training, ``folds`` groups of articles in turn."""
+    articles = sorted({e.article for e in examples})
+    np.random.default_rng(seed).shuffle(articles)
+    correct = 0.0
+    for fold in range(folds):
+        held_out = set(articles[fold::folds])
+        model = train([(e.features, e.labels) for e in examples if e.article not in held_out])
+        tested = [e for e in examples if e.article in held_out]
+        correct += accuracy(model, tested) * len(tested)
+    return correct / len(examples)

@@ -1,0 +1,115 @@
+"""Many articles: piaf-dev's figures, the same fact shown once with every source, the article
+filter, figures by article and the comparison of two runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from qa.config import Settings
+from qa.engine import build, open_engine
+from qa.evaluate import compare_runs, evaluate, read_cases, read_run, write_run
+from qa.selector import FEATURES, SentenceModel, accuracy, example
+
+PIAF = ROOT / "eval" / "piaf-dev"
+
+
+@pytest.fixture(scope="module")
+def piaf_engine(tmp_path_factory, embedder):
+    settings = Settings.from_env(corpus=PIAF / "corpus", index=tmp_path_factory.mktemp("piaf-index"))
+    build(settings, embedder)
+    return open_engine(settings, embedder)
+
+
+@pytest.fixture(scope="module")
+def piaf_run(piaf_engine):
+    return evaluate(piaf_engine, read_cases(PIAF / "questions.jsonl"))
+
+
+def test_piaf_dev_questions_find_their_passage_and_sentence(piaf_run):
+    overall = piaf_run[0]["overall"]
+    assert overall["questions"] == 644
+    assert overall["recall@1"] >= 0.75
+    assert overall["recall@3"] >= 0.90
+    assert overall["sentence_has_answer"] >= 0.66
+
+
+def test_passages_stay_short_enough_to_read(piaf_engine):
+    prose = [p for p in piaf_engine.store.passages if p.kind == "text"]
+    assert max(len(p.text) for p in prose if len(p.sentences) > 1) <= Settings().chunk_size <= 450
+
+
+def test_eval_reports_each_article(piaf_run):
+    report, _ = piaf_run
+    articles = {key for key in report if key.startswith("article=")}
+    assert len(articles) == 20
+    assert sum(report[key]["questions"] for key in articles) == 644
+
+
+def test_a_comparison_of_two_runs_names_the_questions_that_got_worse(piaf_run, tmp_path):
+    _, outcomes = piaf_run
+    found = next(o for o in outcomes if o.rank == 2 and o.sentence_has_answer)
+    saved = tmp_path / "run.jsonl"
+    write_run(saved, outcomes)
+    before = read_run(saved)
+    assert compare_runs(before, outcomes).splitlines() == ["worse (0):", "better (0):"]
+    before[found.case.id]["rank"] = 1  # as if the answer's passage had been first before
+    lines = compare_runs(before, outcomes).splitlines()
+    assert lines[:2] == ["worse (1):", f"  {found.case.question}  rank 1 → 2, sentence ✓ → ✓"]
+
+
+def test_the_article_filter_keeps_answers_in_the_chosen_articles(piaf_engine):
+    question = "Qui était le tuteur de Robert Haldane ?"
+    assert piaf_engine.ask(question).passages[0].passage.doc_id == "robert-haldane"
+    chosen = piaf_engine.articles_named(["Blaise Pascal", "algerie"])
+    answer = piaf_engine.ask(question, k=5, articles=chosen)
+    assert {p.passage.doc_id for p in answer.passages} <= {"blaise-pascal", "algerie"}
+    with pytest.raises(ValueError, match="no article named 'Atlantide'"):
+        piaf_engine.articles_named(["Atlantide"])
+
+
+def test_qa_ask_takes_an_article_filter(piaf_engine):
+    settings = piaf_engine.settings
+    command = [sys.executable, "-m", "qa", "--corpus", str(settings.corpus), "--index", str(settings.index), "ask", "--json"]
+    result = subprocess.run([*command, "--article", "Blaise Pascal", "Qui était le tuteur de Robert Haldane ?"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert {p["document"] for p in json.loads(result.stdout)["passages"]} == {"Blaise Pascal"}
+    result = subprocess.run([*command, "--article", "Atlantide", "Qui ?"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 1 and "no article named 'Atlantide'" in result.stderr
+
+
+def test_the_sentence_model_beats_the_most_similar_sentence(piaf_engine):
+    """The trained weights choose better than the sentence cosine alone, on the same candidates."""
+    cases = [c for c in read_cases(PIAF / "questions.jsonl") if c.answer][::3]
+    examples = [e for c in cases if (e := example(piaf_engine.retriever, c.question, c.answer, c.doc))]
+    count = len(FEATURES)
+    cosine_only = SentenceModel(np.zeros(count), np.ones(count), np.eye(count)[FEATURES.index("sentence_cosine")])
+    assert accuracy(piaf_engine.sentence_model, examples) > accuracy(cosine_only, examples) + 0.01
+
+
+SHARED_FACT = "Le pont de Tancarville, long de 1 420 mètres, franchit la Seine depuis 1959."
+
+
+def test_a_fact_found_in_two_articles_is_shown_once_with_both_sources(tmp_path, embedder):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "seine.md").write_text(
+        "# La Seine\n\nLa Seine est un fleuve français qui se jette dans la Manche au Havre. "
+        f"{SHARED_FACT}[1]\n\nSon bassin versant couvre 79 000 kilomètres carrés.\n", "utf-8")
+    (corpus / "ponts.md").write_text(
+        "# Ponts de Normandie\n\nLa Normandie compte de nombreux ouvrages d'art remarquables. "
+        f"{SHARED_FACT}\n\nLe pont de Normandie fut inauguré en 1995 près de Honfleur.\n", "utf-8")
+    settings = Settings.from_env(corpus=corpus, index=tmp_path / "index")
+    build(settings, embedder)
+    answer = open_engine(settings, embedder).ask("Depuis quand le pont de Tancarville franchit-il la Seine ?", k=3)
+    assert answer.answered and answer.answer_sentence.startswith(SHARED_FACT)
+    assert sorted(s.passage.title for s in answer.sources) == ["La Seine", "Ponts de Normandie"]
+    said = [p for p in answer.passages if SHARED_FACT in p.passage.text]
+    assert len(said) == 1  # the other article's passage is a source of this one, not a second passage
+    assert [f.number for f in answer.sources[0].footnotes + answer.sources[1].footnotes] == [1]

@@ -33,6 +33,7 @@ from qa.index import SearchIndex, build_index, load_index, new_manifest, staged_
 from qa.model import load_embedder
 from qa.passages import Passage
 from qa.retrieve import CANDIDATES, Retriever
+from qa.store import IndexUnusableError
 from qa.text import footnotes_in
 
 QUESTIONS = PROJECT_ROOT / "eval" / "dev.jsonl"
@@ -73,27 +74,69 @@ class BenchReport:
     corpora: list[CorpusBench]
     peak_rss_mb: float
     ann_comparison: list[dict] = field(default_factory=list)
+    ef_sweep: list[dict] = field(default_factory=list)  # HNSW efSearch against recall and search time
+    load_average: tuple[float, float, float] = (0.0, 0.0, 0.0)  # 1, 5 and 15 min, at the end of the run
 
 
-def run_bench(settings: Settings, passages: int, seed: int = 0, compare_ann: bool = False) -> BenchReport:
-    """Benchmark the real corpus, then a synthetic one of ``passages`` passages (0: none)."""
+def run_bench(
+    settings: Settings, passages: int, seed: int = 0, compare_ann: bool = False,
+    ef_searches: tuple[int, ...] = (), keep: Path | None = None,
+) -> BenchReport:
+    """Benchmark the real corpus, then a synthetic one of ``passages`` passages (0: none).
+
+    ``ef_searches``: also measure the synthetic HNSW index at each of these efSearch values.
+    ``keep``: write the synthetic index into this folder and leave it there; when the folder
+    already holds the synthetic index of the same size, seed and index settings, it is
+    measured again without being rebuilt (its recorded build time is reported)."""
     started = time.perf_counter()
     embedder = load_embedder(settings)
     model_seconds = time.perf_counter() - started
     questions = [json.loads(line)["question"] for line in QUESTIONS.read_text("utf-8").splitlines() if line.strip()]
     comparison: list[dict] = []
+    sweep: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="qa-bench-") as work:
         real_settings = replace(settings, index=Path(work) / "real")
         report = build_index(read_corpus(real_settings.corpus), real_settings, embedder, full=True)
         corpora = [measure("real corpus", real_settings.index, embedder, questions, report.seconds)]
         if passages:
-            source = load_index(real_settings.index)
-            synthetic = replace(settings, index=Path(work) / "synthetic")
-            seconds = build_synthetic(source, passages, seed, synthetic)
+            synthetic = replace(settings, index=keep or Path(work) / "synthetic")
+            seconds = kept_build_seconds(synthetic, passages, seed)
+            if seconds is None:
+                seconds = build_synthetic(load_index(real_settings.index), passages, seed, synthetic)
+                if keep is not None:
+                    (keep / KEPT).write_text(json.dumps(kept_description(synthetic, passages, seed, seconds)), "utf-8")
             corpora.append(measure(f"synthetic {passages}", synthetic.index, embedder, questions, seconds, seed))
-            if compare_ann:
-                comparison = ann_comparison(load_index(synthetic.index), embedder, questions, seed)
-    return BenchReport(machine_description(), round(model_seconds, 2), corpora, peak_rss_mb(), comparison)
+            if ef_searches or compare_ann:
+                index = load_index(synthetic.index)
+                queries = query_vectors(index, Retriever(index, embedder), questions, seed)
+                exact = exact_top(index.vectors, queries, RECALL_K)
+                if index.manifest.vector_index["type"] == "hnsw":
+                    sweep = ef_sweep(index, embedder, questions, queries, exact, ef_searches or EF_SEARCHES)
+                if compare_ann:
+                    comparison = ann_comparison(index, queries, exact, seed)
+    return BenchReport(machine_description(), round(model_seconds, 2), corpora, peak_rss_mb(), comparison, sweep, os.getloadavg())
+
+
+KEPT = "bench.json"  # what a kept synthetic index was built from, and how long it took
+EF_SEARCHES = (32, 64, 128, 256, 512)  # swept by --compare-ann when no --ef-search is given
+
+
+def kept_description(settings: Settings, passages: int, seed: int, seconds: float | None = None) -> dict:
+    """What identifies a kept synthetic index: its size, seed, noise and index settings."""
+    description = {"passages": passages, "seed": seed, "noise": NOISE, "ann_threshold": settings.ann_threshold,
+                   "hnsw_m": settings.hnsw_m, "hnsw_ef_construction": settings.hnsw_ef_construction}
+    return description if seconds is None else {**description, "build_seconds": seconds}
+
+
+def kept_build_seconds(settings: Settings, passages: int, seed: int) -> float | None:
+    """The build time of the synthetic index kept in ``settings.index``, if it is the one asked for."""
+    try:
+        kept = json.loads((settings.index / KEPT).read_text("utf-8"))
+        load_index(settings.index)  # raises if it is not a usable index
+    except (OSError, ValueError, IndexUnusableError):
+        return None
+    seconds = kept.pop("build_seconds", None)
+    return seconds if kept == kept_description(settings, passages, seed) else None
 
 
 def measure(name: str, root: Path, embedder, questions: list[str], build_seconds: float, seed: int = 0) -> CorpusBench:
@@ -258,18 +301,30 @@ def ann_recall(index: SearchIndex, queries: np.ndarray) -> float:
     return recall(found, exact_top(index.vectors, queries, RECALL_K))
 
 
-def ann_comparison(index: SearchIndex, embedder, questions: list[str], seed: int) -> list[dict]:
-    """recall@10 and p50 search time of HNSW (several efSearch) and IVF-PQ (several nprobe,
-    with and without exact re-ranking) over the synthetic passage vectors."""
-    queries = query_vectors(index, Retriever(index, embedder), questions, seed)
-    exact = exact_top(index.vectors, queries, RECALL_K)
+def ef_sweep(index: SearchIndex, embedder, questions: list[str], queries: np.ndarray, exact: np.ndarray,
+             ef_searches: tuple[int, ...]) -> list[dict]:
+    """For each efSearch: the HNSW index's recall@10 against exact search, its own p50 time for
+    100 candidates, and the p50/p95 of the whole search step (dense + BM25 + union) of the questions."""
+    retriever = Retriever(index, embedder)
+    kept = index.vectors.hnsw.efSearch
+    rows = []
+    try:
+        for ef in ef_searches:
+            index.vectors.hnsw.efSearch = ef
+            search = time_questions(retriever, questions)["search"]
+            rows.append({"index": f"HNSW{index.manifest.vector_index['m']}", "ef_search": ef,
+                         **search_figures(index.vectors, queries, exact), "search_p50_ms": search.p50_ms,
+                         "search_p95_ms": search.p95_ms})
+    finally:
+        index.vectors.hnsw.efSearch = kept
+    return rows
+
+
+def ann_comparison(index: SearchIndex, queries: np.ndarray, exact: np.ndarray, seed: int) -> list[dict]:
+    """recall@10 and p50 search time of IVF-PQ (several nprobe, with and without exact
+    re-ranking) over the synthetic passage vectors."""
     vectors = index.vectors.reconstruct_n(0, index.vectors.ntotal)
     rows = []
-    hnsw = index.vectors if index.manifest.vector_index["type"] == "hnsw" else None
-    if hnsw is not None:
-        for ef in (32, 64, 128, 256):
-            hnsw.hnsw.efSearch = ef
-            rows.append({"index": "HNSW32", "ef_search": ef, **search_figures(hnsw, queries, exact)})
     nlist = int(4 * np.sqrt(len(vectors)))
     for m in (48, 64):
         started = time.perf_counter()
@@ -296,7 +351,7 @@ def search_figures(index: faiss.Index, queries: np.ndarray, exact: np.ndarray) -
         started = time.perf_counter()
         index.search(query[None, :], 100)
         times.append((time.perf_counter() - started) * 1000)
-    return {"recall_at_10": recall(found, exact), "search_p50_ms": round(float(np.percentile(times, 50)), 2)}
+    return {"recall_at_10": recall(found, exact), "faiss_p50_ms": round(float(np.percentile(times, 50)), 2)}
 
 
 def folder_bytes(folder: Path) -> int:
@@ -324,7 +379,8 @@ def format_report(report: BenchReport) -> str:
     """A readable rendering: machine, model load, one table of corpora, one of query steps."""
     m = report.machine
     lines = [f"machine: {m['cpu']}, {m['cores']} cores, {m['ram_gb']} GB RAM; Python {m['python']}, FAISS {m['faiss']}",
-             f"model load: {report.model_load_seconds:.2f} s; peak memory of this run: {report.peak_rss_mb:.0f} MB", ""]
+             f"model load: {report.model_load_seconds:.2f} s; peak memory of this run: {report.peak_rss_mb:.0f} MB; "
+             f"load average {' '.join(f'{x:.2f}' for x in report.load_average)}", ""]
     header = f"{'corpus':<20}{'passages':>10}{'sentences':>11}{'build s':>9}{'pass/s':>9}{'load s':>8}{'disk MB':>9}{'RSS MB':>8}  index   recall@10"
     lines.append(header)
     for c in report.corpora:
@@ -335,6 +391,10 @@ def format_report(report: BenchReport) -> str:
     lines += ["", f"{'query ms (p50 / p95)':<20}" + "".join(f"{s:>16}" for s in columns)]
     for c in report.corpora:
         lines.append(f"{c.name:<20}" + "".join(f"{c.query[s].p50_ms:>8.2f} /{c.query[s].p95_ms:>6.1f}" for s in columns))
+    if report.ef_sweep:
+        lines += ["", "HNSW efSearch sweep (recall@10 against exact; FAISS alone, 100 candidates; whole search step):"]
+        lines += [f"  efSearch {row['ef_search']:>5}: recall@10 {row['recall_at_10']:.3f}, FAISS p50 {row['faiss_p50_ms']:.2f} ms, "
+                  f"search p50 {row['search_p50_ms']:.2f} / p95 {row['search_p95_ms']:.2f} ms" for row in report.ef_sweep]
     if report.ann_comparison:
         lines += ["", "ANN comparison (synthetic vectors):"]
         lines += ["  " + ", ".join(f"{k} {v}" for k, v in row.items()) for row in report.ann_comparison]

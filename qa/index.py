@@ -4,7 +4,8 @@ Layout of the index folder (``index/`` by default)::
 
     CURRENT                  name of the build in use (replaced atomically)
     build-<time>/manifest.json   model, dimension, splitting, corpus file hashes, format version
-    build-<time>/passages.json   documents (title, references) and passages
+    build-<time>/passages.json   documents (title, references) and passages, one compact column
+                                 per field of Passage (format 2)
     build-<time>/vectors.faiss   the passage embeddings (inner product = cosine): exact search,
                                  or HNSW above ``Settings.ann_threshold`` passages (manifest)
     build-<time>/sentences.npy   one embedding per sentence of each passage, in passage order
@@ -26,7 +27,8 @@ import os
 import shutil
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
+from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -49,7 +51,7 @@ from qa.store import (
 )
 from qa.text import without_footnotes
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: passages.json in columns, without indentation
 POINTER = "CURRENT"
 LOCK = ".build.lock"
 EMBED_BATCH = 32
@@ -242,7 +244,7 @@ class StagedBuild:
         self.passage_vectors = self.sentence_vectors = None  # close the maps before the rename
         (staging / PASSAGE_VECTORS).unlink()
         LexicalIndex.build(lexical_text(p) for p in passages).save(staging / "lexical")
-        _write_json(staging / "passages.json", _passages_payload(documents, passages))
+        _write_json(staging / "passages.json", _passages_payload(documents, passages), indent=None)
         sizes = {p.relative_to(staging).as_posix(): p.stat().st_size for p in staging.rglob("*") if p.is_file()}
         _write_json(staging / "manifest.json", asdict(replace(manifest, files=sizes, vector_index=description)))
         _sync_folder(staging)
@@ -353,8 +355,16 @@ def load_index(root: Path) -> SearchIndex:
     folder = current_build(root)
     try:
         manifest = _read_manifest(folder)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise IndexUnusableError(f"the index in {folder} is unreadable ({error}); rebuild it with `python -m qa build`") from error
+    if manifest.format_version != FORMAT_VERSION:
+        raise IncompatibleIndexError(
+            f"the index in {folder} has format {manifest.format_version}, not {FORMAT_VERSION} (written by another "
+            "version of citeqa); rebuild it with `python -m qa build`"
+        )
+    try:
         payload = json.loads((folder / "passages.json").read_text("utf-8"))
-        passages = [_passage_from_json(p) for p in payload["passages"]]
+        passages = _passages_from_json(payload["passages"])
         documents = {
             d["doc_id"]: DocumentInfo(d["doc_id"], d["title"], {int(n): t for n, t in d["references"].items()})
             for d in payload["documents"]
@@ -366,8 +376,6 @@ def load_index(root: Path) -> SearchIndex:
         sentence_vectors = np.load(folder / "sentences.npy", mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
         raise IndexUnusableError(f"the index in {folder} is unreadable ({error}); rebuild it with `python -m qa build`") from error
-    if manifest.format_version != FORMAT_VERSION:
-        raise IncompatibleIndexError(f"the index in {folder} has format {manifest.format_version}, not {FORMAT_VERSION}; rebuild it")
     if vectors.ntotal != len(passages) or vectors.d != manifest.dimension:
         raise IndexUnusableError(f"the index in {folder} is inconsistent ({vectors.ntotal} vectors for {len(passages)} passages); rebuild it")
     sentence_rows = np.concatenate([[0], np.cumsum([len(p.sentences) for p in passages])])
@@ -449,18 +457,54 @@ def _passages_payload(documents: tuple[Document, ...], passages: list[Passage]) 
             {"doc_id": d.doc_id, "title": d.title, "references": {n: r.text for n, r in d.references.items()}}
             for d in documents
         ],
-        "passages": [asdict(p) for p in passages],
+        "passages": {f.name: _column([getattr(p, f.name) for p in passages]) for f in fields(Passage)},
     }
 
 
-def _passage_from_json(data: dict) -> Passage:
-    return Passage(
-        **{**data, "footnotes": tuple(data["footnotes"]), "sentences": tuple(tuple(s) for s in data["sentences"])}
-    )
+def _column(values: list) -> dict:
+    """One field of every passage, laid out to parse fast: repeated strings (document, title,
+    section, kind) as a table of distinct values and one code per passage, tuples (footnotes,
+    sentence spans) flattened with one length per passage, anything else as a plain list."""
+    if values and all(isinstance(v, str) for v in values):
+        distinct = list(dict.fromkeys(values))
+        if len(distinct) <= len(values) // 2:
+            code = {value: number for number, value in enumerate(distinct)}
+            return {"categories": distinct, "codes": [code[v] for v in values]}
+    if values and all(isinstance(v, tuple) for v in values):
+        items = [item for value in values for item in value]
+        if not items or not isinstance(items[0], tuple):
+            return {"lengths": [len(v) for v in values], "items": items}
+        width = len(items[0])
+        if all(isinstance(item, tuple) and len(item) == width for item in items):
+            return {"lengths": [len(v) for v in values], "items": [x for item in items for x in item], "width": width}
+    return {"values": values}
 
 
-def _write_json(path: Path, data: object) -> None:
-    path.write_text(json.dumps(data, ensure_ascii=False, indent=1), "utf-8")
+def _column_values(column: dict) -> list:
+    """The per-passage values of a column written by ``_column``."""
+    if "values" in column:
+        return column["values"]
+    if "categories" in column:
+        categories = column["categories"]
+        return [categories[code] for code in column["codes"]]
+    items = iter(column["items"])
+    if "width" in column:
+        items = iter(list(zip(*[items] * column["width"])))
+    return [tuple(islice(items, length)) for length in column["lengths"]]
+
+
+def _passages_from_json(columns: dict) -> list[Passage]:
+    """The passages of a ``passages.json`` (format 2: one column per field of Passage)."""
+    names = [f.name for f in fields(Passage) if f.name in columns]
+    values = [_column_values(columns[name]) for name in names]
+    if names == [f.name for f in fields(Passage)]:
+        return [Passage(*row) for row in zip(*values)]
+    return [Passage(**dict(zip(names, row))) for row in zip(*values)]
+
+
+def _write_json(path: Path, data: object, indent: int | None = 1) -> None:
+    separators = None if indent else (",", ":")
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=indent, separators=separators), "utf-8")
 
 
 def _sync_folder(folder: Path) -> None:

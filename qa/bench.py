@@ -30,7 +30,7 @@ from qa.answer import answering_sentence
 from qa.config import PROJECT_ROOT, Settings
 from qa.corpus import read_corpus
 from qa.index import SearchIndex, build_index, load_index, new_manifest, staged_build
-from qa.model import load_embedder
+from qa.model import load_encoder
 from qa.passages import Passage
 from qa.retrieve import CANDIDATES, Retriever
 from qa.store import IndexUnusableError
@@ -89,7 +89,7 @@ def run_bench(
     already holds the synthetic index of the same size, seed and index settings, it is
     measured again without being rebuilt (its recorded build time is reported)."""
     started = time.perf_counter()
-    embedder = load_embedder(settings)
+    embedder = load_encoder(settings)
     model_seconds = time.perf_counter() - started
     questions = [json.loads(line)["question"] for line in QUESTIONS.read_text("utf-8").splitlines() if line.strip()]
     comparison: list[dict] = []

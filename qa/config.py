@@ -21,6 +21,9 @@ class Settings:
     # a local sentence-transformers folder, or a hub name where a hub is reachable.
     model: str = BUNDLED_MODEL
     model_cache: Path = PROJECT_ROOT / ".cache" / "models"
+    # Threads torch uses to embed (0: torch's default, one per core). One thread embeds a
+    # question faster when other work shares the cores (docs/BENCHMARKS.md).
+    torch_threads: int = 0
     # Passage splitting (characters); chosen by measurement, see README.
     chunk_size: int = 1000
     chunk_overlap: int = 0

@@ -8,7 +8,7 @@ from qa.answer import Answer, answer_question
 from qa.config import Settings
 from qa.corpus import read_corpus
 from qa.index import BuildReport, Progress, build_index, load_index
-from qa.model import load_embedder
+from qa.model import load_embedder, load_encoder
 from qa.retrieve import Retriever
 from qa.store import Articles, PassageStore, check_compatible, stale_reasons
 
@@ -33,8 +33,9 @@ def build(settings: Settings, embedder=None, progress: Progress | None = None, f
 
 
 def open_engine(settings: Settings, embedder=None) -> Engine:
-    """Load the model and the current index, refusing an index built with another model."""
-    embedder = embedder or load_embedder(settings)
+    """Load the model (the fast encoder when it can, see qa.model.load_encoder) and the current
+    index, refusing an index built with another model."""
+    embedder = embedder or load_encoder(settings)
     store = load_index(settings.index)
     check_compatible(store, settings, embedder.get_embedding_dimension())
     return Engine(settings, embedder, store, Retriever(store, embedder))

@@ -438,6 +438,9 @@ def index_status(settings: Settings) -> IndexStatus:
         return IndexStatus(root, False, building, str(error))
     except (IndexUnusableError, OSError, ValueError, TypeError) as error:
         return IndexStatus(root, True, building, f"the index in {root} is unreadable ({error}); rebuild it")
+    if manifest.format_version != FORMAT_VERSION:
+        problem = f"the index in {root} has format {manifest.format_version}, not {FORMAT_VERSION}; rebuild it"
+        return IndexStatus(root, True, building, problem, manifest)
     return IndexStatus(root, True, building, None, manifest, tuple(stale_reasons(manifest, settings)))
 
 

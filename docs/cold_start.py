@@ -1,6 +1,6 @@
 """App cold start, as a user sees it: `streamlit run app.py` → the first answer on screen.
 
-    .venv/bin/python docs/cold_start.py [--runs 3] [--index index/] [--json]
+    .venv/bin/python docs/cold_start.py [--runs 3] [--index index/] [--app-dir .] [--json]
 
 Chromium (Playwright, /usr/bin/chromium) is started first and stays open, like a browser a
 user already has. Then the clock starts, the server is started, and the page is requested
@@ -39,7 +39,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def one_run(browser, index: Path, log: Path) -> dict[str, float]:
+def one_run(browser, app_dir: Path, index: Path, log: Path) -> dict[str, float]:
     """Seconds from the server's start to: the page answering, the question box shown, the answer shown."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
@@ -49,7 +49,7 @@ def one_run(browser, index: Path, log: Path) -> dict[str, float]:
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     with log.open("w") as output:
         started = time.perf_counter()
-        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(command, cwd=app_dir, env=env, stdout=output, stderr=subprocess.STDOUT)
     try:
         while True:
             try:
@@ -82,6 +82,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--index", type=Path, default=ROOT / "index")
+    parser.add_argument("--app-dir", type=Path, default=ROOT, help="the checkout whose app.py to start (another version, to compare)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     runs = []
@@ -90,7 +91,7 @@ def main() -> int:
         try:
             for number in range(args.runs):
                 load_before = os.getloadavg()[0]
-                figures = one_run(browser, args.index.resolve(), Path(f"/tmp/cold-start-{os.getpid()}-{number}.log"))
+                figures = one_run(browser, args.app_dir.resolve(), args.index.resolve(), Path(f"/tmp/cold-start-{os.getpid()}-{number}.log"))
                 runs.append({**figures, "load_average_before": round(load_before, 2)})
                 if not args.json:
                     print(f"run {number + 1}: page {figures['page_loaded_s']:.2f} s, question box {figures['question_box_s']:.2f} s, "

@@ -21,9 +21,9 @@ class Settings:
     # a local sentence-transformers folder, or a hub name where a hub is reachable.
     model: str = BUNDLED_MODEL
     model_cache: Path = PROJECT_ROOT / ".cache" / "models"
-    # Threads torch uses to embed (0: torch's default, one per core). One thread embeds a
-    # question faster when other work shares the cores (docs/BENCHMARKS.md).
-    torch_threads: int = 0
+    # Threads torch uses to embed questions (0: torch's default, one per core). One thread is
+    # a little slower on an idle machine and many times faster on a busy one (docs/BENCHMARKS.md).
+    torch_threads: int = 1
     # Passage splitting (characters); chosen by measurement, see README.
     chunk_size: int = 1000
     chunk_overlap: int = 0

@@ -338,7 +338,6 @@ def load_embedder(settings: Settings):
         tried = f"local folder {name}" if local else f"hub model {name!r} (offline: {_hub_offline()})"
         hint = "" if local else "; set HF_HUB_OFFLINE=0 where a hub is reachable, or give a local folder"
         raise ModelLoadError(f"could not load the embedding model: tried {tried}: {error}{hint}") from error
-    set_torch_threads(settings)
     return model
 
 
@@ -349,18 +348,19 @@ def load_encoder(settings: Settings):
     from qa.encoder import Encoder, supported
 
     name = resolve_model_path(settings)
+    set_torch_threads(settings)
     if not supported(Path(name)):
         return load_embedder(settings)
     try:
         encoder = Encoder(Path(name))
     except Exception as error:  # a damaged folder: unreadable JSON, safetensors or tokenizer
         raise ModelLoadError(f"could not load the embedding model: tried local folder {name}: {error}") from error
-    set_torch_threads(settings)
     return encoder
 
 
 def set_torch_threads(settings: Settings) -> None:
-    """Use ``settings.torch_threads`` threads for torch (0: torch's default, one per core)."""
+    """Use ``settings.torch_threads`` threads for torch (0: torch's default, one per core).
+    Process-wide: builds started from the same process use them too."""
     if settings.torch_threads > 0:
         import torch
 

@@ -28,11 +28,14 @@ def test_the_encoder_gives_sentence_transformers_vectors(embedder, engine):
     assert encoder.get_embedding_dimension() == embedder.get_embedding_dimension() == 384
 
 
-def test_answering_loads_the_encoder_and_sets_torch_threads(monkeypatch):
+def test_answering_loads_the_encoder_with_one_torch_thread_unless_told_otherwise():
     before = torch.get_num_threads()
     try:
-        assert isinstance(load_encoder(Settings(torch_threads=1)), Encoder)
+        torch.set_num_threads(2)
+        assert isinstance(load_encoder(Settings()), Encoder)
         assert torch.get_num_threads() == 1
+        load_encoder(Settings(torch_threads=2))
+        assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
 

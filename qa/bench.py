@@ -29,7 +29,7 @@ import numpy as np
 from qa.answer import answering_sentence
 from qa.config import PROJECT_ROOT, Settings
 from qa.corpus import read_corpus
-from qa.index import SearchIndex, build_index, load_index, new_manifest, staged_build
+from qa.index import SearchIndex, build_index, load_index, new_manifest, search_threads, staged_build
 from qa.model import load_encoder
 from qa.passages import Passage
 from qa.retrieve import CANDIDATES, Retriever
@@ -97,7 +97,7 @@ def run_bench(
     with tempfile.TemporaryDirectory(prefix="qa-bench-") as work:
         real_settings = replace(settings, index=Path(work) / "real")
         report = build_index(read_corpus(real_settings.corpus), real_settings, embedder, full=True)
-        corpora = [measure("real corpus", real_settings.index, embedder, questions, report.seconds)]
+        corpora = [measure("real corpus", real_settings.index, embedder, questions, report.seconds, settings=settings)]
         if passages:
             synthetic = replace(settings, index=keep or Path(work) / "synthetic")
             seconds = kept_build_seconds(synthetic, passages, seed)
@@ -105,13 +105,14 @@ def run_bench(
                 seconds = build_synthetic(load_index(real_settings.index), passages, seed, synthetic)
                 if keep is not None:
                     (keep / KEPT).write_text(json.dumps(kept_description(synthetic, passages, seed, seconds)), "utf-8")
-            corpora.append(measure(f"synthetic {passages}", synthetic.index, embedder, questions, seconds, seed))
+            corpora.append(measure(f"synthetic {passages}", synthetic.index, embedder, questions, seconds, seed, settings))
             if ef_searches or compare_ann:
                 index = load_index(synthetic.index)
                 queries = query_vectors(index, Retriever(index, embedder), questions, seed)
                 exact = exact_top(index.vectors, queries, RECALL_K)
                 if index.manifest.vector_index["type"] == "hnsw":
-                    sweep = ef_sweep(index, embedder, questions, queries, exact, ef_searches or EF_SEARCHES)
+                    with search_threads(settings):
+                        sweep = ef_sweep(index, embedder, questions, queries, exact, ef_searches or EF_SEARCHES)
                 if compare_ann:
                     comparison = ann_comparison(index, queries, exact, seed)
     return BenchReport(machine_description(), round(model_seconds, 2), corpora, peak_rss_mb(), comparison, sweep, os.getloadavg())
@@ -139,14 +140,18 @@ def kept_build_seconds(settings: Settings, passages: int, seed: int) -> float | 
     return seconds if kept == kept_description(settings, passages, seed) else None
 
 
-def measure(name: str, root: Path, embedder, questions: list[str], build_seconds: float, seed: int = 0) -> CorpusBench:
-    """Load an index and time its questions; for an ANN index, its recall against exact search."""
+def measure(name: str, root: Path, embedder, questions: list[str], build_seconds: float, seed: int = 0,
+            settings: Settings | None = None) -> CorpusBench:
+    """Load an index and time its questions (FAISS with ``settings.search_threads``, as an engine
+    searches); for an ANN index, its recall against exact search."""
     before = rss_mb()
     started = time.perf_counter()
     index = load_index(root)
     load_seconds = time.perf_counter() - started
     index_rss = rss_mb() - before
     retriever = Retriever(index, embedder)
+    with search_threads(settings or Settings()):
+        timed = time_questions(retriever, questions)
     recall = None if index.manifest.vector_index["type"] == "flat" else ann_recall(index, query_vectors(index, retriever, questions, seed))
     return CorpusBench(
         name=name,
@@ -158,7 +163,7 @@ def measure(name: str, root: Path, embedder, questions: list[str], build_seconds
         index_mb=round(folder_bytes(index.folder) / 2**20, 1),
         index_rss_mb=round(index_rss, 1),
         vector_index=index.manifest.vector_index,
-        query=time_questions(retriever, questions),
+        query=timed,
         recall_at_10=recall,
     )
 

@@ -35,6 +35,10 @@ class Settings:
     hnsw_m: int = 32
     hnsw_ef_construction: int = 80
     hnsw_ef_search: int = 128
+    # OpenMP threads FAISS uses for a question's search (0: one per core). A single query gains
+    # nothing from a second thread, and on a busy machine waits for it (docs/BENCHMARKS.md).
+    # Set when an engine is opened; process-wide, so a build in the same process uses it too.
+    search_threads: int = 1
     # Passages whose vectors are added to FAISS (and texts tokenised for BM25) per batch.
     build_batch: int = 20_000
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from qa.answer import Answer, answer_question
 from qa.config import Settings
 from qa.corpus import read_corpus
-from qa.index import BuildReport, Progress, build_index, load_index
+from qa.index import BuildReport, Progress, build_index, load_index, set_search_threads
 from qa.model import load_embedder, load_encoder
 from qa.retrieve import Retriever
 from qa.store import Articles, PassageStore, check_compatible, stale_reasons
@@ -37,5 +37,6 @@ def open_engine(settings: Settings, embedder=None) -> Engine:
     index, refusing an index built with another model."""
     embedder = embedder or load_encoder(settings)
     store = load_index(settings.index)
+    set_search_threads(settings)
     check_compatible(store, settings, embedder.get_embedding_dimension())
     return Engine(settings, embedder, store, Retriever(store, embedder))

@@ -384,6 +384,23 @@ def load_index(root: Path) -> SearchIndex:
     return SearchIndex(folder, manifest, passages, documents, vectors, lexical, sentence_vectors, sentence_rows, document_rows(passages))
 
 
+def set_search_threads(settings: Settings) -> None:
+    """Use ``settings.search_threads`` OpenMP threads in FAISS (0: leave FAISS's default)."""
+    if settings.search_threads > 0:
+        faiss.omp_set_num_threads(settings.search_threads)
+
+
+@contextmanager
+def search_threads(settings: Settings):
+    """``set_search_threads`` for a while, then FAISS's thread count as it was."""
+    before = faiss.omp_get_max_threads()
+    set_search_threads(settings)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
 def document_rows(passages: list[Passage]) -> dict[str, tuple[int, int]]:
     """Each document's rows: a build writes the passages of a document one after the other."""
     rows: dict[str, tuple[int, int]] = {}

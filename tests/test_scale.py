@@ -26,9 +26,11 @@ def synthetic(tmp_path_factory, engine):
 
 
 def test_above_the_threshold_the_index_is_hnsw_and_the_manifest_says_so(synthetic):
-    assert synthetic.manifest.vector_index == {"type": "hnsw", "m": 32, "ef_construction": 80, "ef_search": 128}
+    defaults = Settings()
+    assert synthetic.manifest.vector_index == {"type": "hnsw", "m": defaults.hnsw_m, "ef_construction": defaults.hnsw_ef_construction,
+                                               "ef_search": defaults.hnsw_ef_search}
     assert synthetic.vectors.ntotal == len(synthetic.passages) == 3000
-    assert synthetic.vectors.hnsw.efSearch == 128
+    assert synthetic.vectors.hnsw.efSearch == defaults.hnsw_ef_search
 
 
 def test_the_ann_finds_what_exact_search_finds(synthetic, engine):

@@ -34,7 +34,7 @@ class Settings:
     ann_threshold: int = 50_000
     hnsw_m: int = 32
     hnsw_ef_construction: int = 80
-    hnsw_ef_search: int = 256
+    hnsw_ef_search: int = 1024
     # OpenMP threads FAISS uses for a question's search (0: one per core). A single query gains
     # nothing from a second thread, and on a busy machine waits for it (docs/BENCHMARKS.md).
     # Set when an engine is opened; process-wide, so a build in the same process uses it too.

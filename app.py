@@ -8,7 +8,9 @@ The labels of an answer are in the language of its question; the rest of the pag
 from __future__ import annotations
 
 import re
+import threading
 import uuid
+from concurrent.futures import Future
 from datetime import datetime
 
 import streamlit as st
@@ -19,7 +21,7 @@ from qa.engine import Engine, build, open_engine
 from qa.feedback import record_vote
 from qa.index import BuildReport, IndexStatus, index_status
 from qa.store import Articles, IndexUnusableError, MissingIndexError, PassageStore
-from qa.model import ModelLoadError, load_embedder
+from qa.model import ModelLoadError, load_encoder
 from qa.passages import Passage
 from qa.text import question_language
 
@@ -134,21 +136,71 @@ def conversation_markdown(answers: list[Answer]) -> str:
 # --- loading -------------------------------------------------------------------------------
 
 
-@st.cache_resource(show_spinner="Chargement du modèle…")
+# The model and the index load in background threads, started by the first run of the page, so
+# that the page (and the question box) is drawn at once; a question waits for them if it must.
+
+
+def in_background(function, *args) -> Future:
+    """Run ``function(*args)`` in a daemon thread; its result (or exception) in a Future."""
+    future: Future = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(function(*args))
+        except BaseException as error:  # handed to whoever waits for the result
+            future.set_exception(error)
+
+    threading.Thread(target=run, name=f"citeqa-{function.__name__}", daemon=True).start()
+    return future
+
+
+@st.cache_resource(show_spinner=False)
+def embedder_loading(settings: Settings) -> Future:
+    """The embedding model, loading once per server (and per model)."""
+    return in_background(load_encoder, settings)
+
+
+@st.cache_resource(show_spinner=False)
+def engine_loading(settings: Settings) -> Future:
+    """The engine for these settings, loading once per server."""
+    model = embedder_loading(_model_only(settings))
+
+    def open_when_the_model_is_loaded() -> Engine:
+        return open_engine(settings, model.result())
+
+    return in_background(open_when_the_model_is_loaded)
+
+
+def wait_for(future: Future, message: str, cached) -> object:
+    """The future's result, with a spinner while it is not there; a failure is not kept in the
+    cache, so that the next run tries again."""
+    if not future.done():
+        with st.spinner(message):
+            future.result()
+    try:
+        return future.result()
+    except BaseException:
+        cached.clear()
+        raise
+
+
 def get_embedder(settings: Settings):
-    """The embedding model, loaded once per server (and per model)."""
-    return load_embedder(settings)
+    """The embedding model, loaded once per server (and per model); raises ModelLoadError."""
+    return wait_for(embedder_loading(_model_only(settings)), "Chargement du modèle…", embedder_loading)
 
 
-@st.cache_resource(show_spinner="Chargement de l'index…")
 def get_engine(settings: Settings) -> Engine:
     """The engine for these settings, loaded once per server; raises IndexUnusableError."""
-    return open_engine(settings, get_embedder(_model_only(settings)))
+    try:
+        return wait_for(engine_loading(settings), "Chargement du modèle et de l'index…", engine_loading)
+    except ModelLoadError:
+        embedder_loading.clear()
+        raise
 
 
 def _model_only(settings: Settings) -> Settings:
     """The settings that matter to the model, so every index shares one loaded model."""
-    return Settings(model=settings.model, model_cache=settings.model_cache)
+    return Settings(model=settings.model, model_cache=settings.model_cache, torch_threads=settings.torch_threads)
 
 
 def build_index(settings: Settings) -> None:
@@ -160,13 +212,13 @@ def build_index(settings: Settings) -> None:
         bar.progress(done / total if total else 1.0, text=f"Construction de l'index… {done}/{total} textes encodés")
 
     st.session_state[LAST_BUILD] = build(settings, embedder=get_embedder(_model_only(settings)), progress=progress)
-    get_engine.clear()
+    engine_loading.clear()
     bar.empty()
 
 
-def offer_rebuild(settings: Settings) -> None:
+def offer_rebuild(settings: Settings, key: str | None = None) -> None:
     """A "rebuild" button; once the build is done the page starts again on the new index."""
-    if not st.button("Reconstruire l'index", icon=":material/refresh:"):
+    if not st.button("Reconstruire l'index", icon=":material/refresh:", key=key):
         return
     try:
         build_index(settings)
@@ -177,7 +229,8 @@ def offer_rebuild(settings: Settings) -> None:
 
 
 def load_engine(settings: Settings) -> Engine:
-    """The engine, building the index first when there is none; stops the page on failure."""
+    """The engine, building the index first when there is none; stops the page on failure
+    (with an error and a rebuild button)."""
     try:
         try:
             return get_engine(settings)
@@ -186,7 +239,7 @@ def load_engine(settings: Settings) -> Engine:
             return get_engine(settings)
     except IndexUnusableError as error:
         st.error(escape_markdown(str(error)))
-        offer_rebuild(settings)
+        offer_rebuild(settings, key="rebuild-after-error")
     except ModelLoadError as error:
         st.error(escape_markdown(str(error)))
     st.stop()
@@ -409,12 +462,16 @@ def main() -> None:
     st.title("citeqa")
     st.caption("Posez une question sur le corpus (en français ou en anglais) ; la réponse est une phrase du corpus, avec ses sources.")
     settings = Settings.from_env()
-    engine = load_engine(settings)
+    loading = engine_loading(settings)  # starts loading the model and index in the background
+    if loading.done() or index_status(settings).problem:
+        load_engine(settings)  # a missing index is built, an unusable one stops the page here
     with st.sidebar:
         k = show_index_and_settings(settings)
+    question = st.chat_input("Votre question…") or st.session_state.pop(PENDING_QUESTION, None)
+    engine = load_engine(settings)  # waits for the model and index, if they are still loading
+    with st.sidebar:
         articles = choose_articles(engine.store)
     history = st.session_state.setdefault("messages", [])
-    question = st.chat_input("Votre question…") or st.session_state.pop(PENDING_QUESTION, None)
     if question is not None:
         history.extend(exchange(engine, question, k, articles))
     with st.sidebar:

@@ -28,11 +28,12 @@ import numpy as np
 
 from qa.config import PROJECT_ROOT, Settings
 from qa.corpus import read_corpus
-from qa.index import SearchIndex, build_index, load_index, new_manifest, staged_build
-from qa.model import load_embedder
+from qa.index import SearchIndex, build_index, load_index, new_manifest, search_threads, staged_build
+from qa.model import load_encoder
 from qa.passages import Passage
 from qa.retrieve import CANDIDATES, Retriever
 from qa.selector import SentenceModel
+from qa.store import IndexUnusableError
 from qa.text import footnotes_in
 
 QUESTIONS = PROJECT_ROOT / "eval" / "dev.jsonl"
@@ -62,7 +63,7 @@ class CorpusBench:
     index_mb: float  # size on disk
     index_rss_mb: float  # resident memory the loaded index added (memory-mapped sentence vectors excluded)
     vector_index: dict
-    query: dict[str, Latency]  # per step, "total", and the search's parts
+    query: dict  # per step, "total" and the search's parts: a Latency (wall clock); "cpu": the same in CPU time
     recall_at_10: float | None = None  # of the ANN against exact search (None: exact search)
 
 
@@ -73,37 +74,84 @@ class BenchReport:
     corpora: list[CorpusBench]
     peak_rss_mb: float
     ann_comparison: list[dict] = field(default_factory=list)
+    ef_sweep: list[dict] = field(default_factory=list)  # HNSW efSearch against recall and search time
+    load_average: tuple[float, float, float] = (0.0, 0.0, 0.0)  # 1, 5 and 15 min, at the end of the run
 
 
-def run_bench(settings: Settings, passages: int, seed: int = 0, compare_ann: bool = False) -> BenchReport:
-    """Benchmark the real corpus, then a synthetic one of ``passages`` passages (0: none)."""
+def run_bench(
+    settings: Settings, passages: int, seed: int = 0, compare_ann: bool = False,
+    ef_searches: tuple[int, ...] = (), keep: Path | None = None,
+) -> BenchReport:
+    """Benchmark the real corpus, then a synthetic one of ``passages`` passages (0: none).
+
+    ``ef_searches``: also measure the synthetic HNSW index at each of these efSearch values.
+    ``keep``: write the synthetic index into this folder and leave it there; when the folder
+    already holds the synthetic index of the same size, seed and index settings, it is
+    measured again without being rebuilt (its recorded build time is reported)."""
     started = time.perf_counter()
-    embedder = load_embedder(settings)
+    embedder = load_encoder(settings)
     model_seconds = time.perf_counter() - started
     questions = [json.loads(line)["question"] for line in QUESTIONS.read_text("utf-8").splitlines() if line.strip()]
     comparison: list[dict] = []
+    sweep: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="qa-bench-") as work:
         real_settings = replace(settings, index=Path(work) / "real")
         report = build_index(read_corpus(real_settings.corpus), real_settings, embedder, full=True)
-        corpora = [measure("real corpus", real_settings.index, embedder, questions, report.seconds)]
+        corpora = [measure("real corpus", real_settings.index, embedder, questions, report.seconds, settings=settings)]
         if passages:
-            source = load_index(real_settings.index)
-            synthetic = replace(settings, index=Path(work) / "synthetic")
-            seconds = build_synthetic(source, passages, seed, synthetic)
-            corpora.append(measure(f"synthetic {passages}", synthetic.index, embedder, questions, seconds, seed))
-            if compare_ann:
-                comparison = ann_comparison(load_index(synthetic.index), embedder, questions, seed)
-    return BenchReport(machine_description(), round(model_seconds, 2), corpora, peak_rss_mb(), comparison)
+            synthetic = replace(settings, index=keep or Path(work) / "synthetic")
+            seconds = kept_build_seconds(synthetic, passages, seed)
+            if seconds is None:
+                seconds = build_synthetic(load_index(real_settings.index), passages, seed, synthetic)
+                if keep is not None:
+                    (keep / KEPT).write_text(json.dumps(kept_description(synthetic, passages, seed, seconds)), "utf-8")
+            corpora.append(measure(f"synthetic {passages}", synthetic.index, embedder, questions, seconds, seed, settings))
+            if ef_searches or compare_ann:
+                index = load_index(synthetic.index)
+                queries = query_vectors(index, Retriever(index, embedder), questions, seed)
+                exact = exact_top(index.vectors, queries, RECALL_K)
+                if index.manifest.vector_index["type"] == "hnsw":
+                    with search_threads(settings):
+                        sweep = ef_sweep(index, embedder, questions, queries, exact, ef_searches or EF_SEARCHES)
+                if compare_ann:
+                    comparison = ann_comparison(index, queries, exact, seed)
+    return BenchReport(machine_description(), round(model_seconds, 2), corpora, peak_rss_mb(), comparison, sweep, os.getloadavg())
 
 
-def measure(name: str, root: Path, embedder, questions: list[str], build_seconds: float, seed: int = 0) -> CorpusBench:
-    """Load an index and time its questions; for an ANN index, its recall against exact search."""
+KEPT = "bench.json"  # what a kept synthetic index was built from, and how long it took
+EF_SEARCHES = (32, 64, 128, 256, 512)  # swept by --compare-ann when no --ef-search is given
+
+
+def kept_description(settings: Settings, passages: int, seed: int, seconds: float | None = None) -> dict:
+    """What identifies a kept synthetic index: its size, seed, noise and index settings."""
+    description = {"passages": passages, "seed": seed, "noise": NOISE, "ann_threshold": settings.ann_threshold,
+                   "hnsw_m": settings.hnsw_m, "hnsw_ef_construction": settings.hnsw_ef_construction}
+    return description if seconds is None else {**description, "build_seconds": seconds}
+
+
+def kept_build_seconds(settings: Settings, passages: int, seed: int) -> float | None:
+    """The build time of the synthetic index kept in ``settings.index``, if it is the one asked for."""
+    try:
+        kept = json.loads((settings.index / KEPT).read_text("utf-8"))
+        load_index(settings.index)  # raises if it is not a usable index
+    except (OSError, ValueError, IndexUnusableError):
+        return None
+    seconds = kept.pop("build_seconds", None)
+    return seconds if kept == kept_description(settings, passages, seed) else None
+
+
+def measure(name: str, root: Path, embedder, questions: list[str], build_seconds: float, seed: int = 0,
+            settings: Settings | None = None) -> CorpusBench:
+    """Load an index and time its questions (FAISS with ``settings.search_threads``, as an engine
+    searches); for an ANN index, its recall against exact search."""
     before = rss_mb()
     started = time.perf_counter()
     index = load_index(root)
     load_seconds = time.perf_counter() - started
     index_rss = rss_mb() - before
     retriever = Retriever(index, embedder)
+    with search_threads(settings or Settings()):
+        timed = time_questions(retriever, questions)
     recall = None if index.manifest.vector_index["type"] == "flat" else ann_recall(index, query_vectors(index, retriever, questions, seed))
     return CorpusBench(
         name=name,
@@ -115,13 +163,15 @@ def measure(name: str, root: Path, embedder, questions: list[str], build_seconds
         index_mb=round(folder_bytes(index.folder) / 2**20, 1),
         index_rss_mb=round(index_rss, 1),
         vector_index=index.manifest.vector_index,
-        query=time_questions(retriever, questions),
+        query=timed,
         recall_at_10=recall,
     )
 
 
 def time_questions(retriever: Retriever, questions: list[str], rounds: int = 3) -> dict[str, Latency]:
-    """p50 and p95 of each step of answering, over ``rounds`` passes of the questions (after one warm-up)."""
+    """p50 and p95 of each step of answering, over ``rounds`` passes of the questions (after one
+    warm-up): wall-clock time, and under "cpu" the CPU time of this thread (every step runs on
+    one thread: one torch thread, one FAISS thread), which a busy machine inflates far less."""
     timings: dict[str, list[float]] = {}
     model = SentenceModel.load()
     for round_number in range(rounds + 1):
@@ -129,30 +179,43 @@ def time_questions(retriever: Retriever, questions: list[str], rounds: int = 3) 
             times = time_question(retriever, model, question)
             for stage, seconds in times.items():
                 timings.setdefault(stage, []).extend([seconds * 1000] if round_number else [])
-    return {stage: Latency(round(float(np.percentile(v, 50)), 2), round(float(np.percentile(v, 95)), 2)) for stage, v in timings.items()}
+    latencies = {stage: Latency(round(float(np.percentile(v, 50)), 2), round(float(np.percentile(v, 95)), 2)) for stage, v in timings.items()}
+    wall = {stage: latency for stage, latency in latencies.items() if not stage.endswith(CPU)}
+    return {**wall, "cpu": {stage[: -len(CPU)]: latency for stage, latency in latencies.items() if stage.endswith(CPU)}}
+
+
+CPU = "_cpu"
 
 
 def time_question(retriever: Retriever, model: SentenceModel, question: str) -> dict[str, float]:
-    """The seconds each step of answering takes: Retriever.search's steps, then the choice of
-    the answering sentence; then, on their own, the dense and BM25 halves of the search."""
-    clock = [time.perf_counter()]
+    """The seconds each step of answering takes (wall clock, and "<step>_cpu" for this thread's
+    CPU time): Retriever.search's steps, then the choice of the answering sentence; then, on
+    their own, the dense and BM25 halves of the search."""
+    clock, cpu = [time.perf_counter()], [time.thread_time()]
+
+    def tick() -> None:
+        clock.append(time.perf_counter())
+        cpu.append(time.thread_time())
+
     query_vector = retriever.embed_question(question)
-    clock.append(time.perf_counter())
+    tick()
     candidates = retriever.candidates(question, query_vector)
-    clock.append(time.perf_counter())
+    tick()
     retrieval = retriever.rank(candidates, 3)
-    clock.append(time.perf_counter())
+    tick()
     model.choose(retrieval)
-    clock.append(time.perf_counter())
+    tick()
     steps = dict(zip(STAGES, np.diff(clock)))
-    steps["total"] = clock[-1] - clock[0]
+    steps.update({stage + CPU: seconds for stage, seconds in zip(STAGES, np.diff(cpu))})
+    steps["total"], steps["total" + CPU] = clock[-1] - clock[0], cpu[-1] - cpu[0]
     store = retriever.store
-    clock = [time.perf_counter()]
+    clock, cpu = [time.perf_counter()], [time.thread_time()]
     store.dense_search(query_vector, CANDIDATES)
-    clock.append(time.perf_counter())
+    tick()
     store.lexical_search(list(candidates.query_terms), CANDIDATES)
-    clock.append(time.perf_counter())
+    tick()
     steps.update(zip(PARTS, np.diff(clock)))
+    steps.update({part + CPU: seconds for part, seconds in zip(PARTS, np.diff(cpu))})
     return steps
 
 
@@ -260,18 +323,31 @@ def ann_recall(index: SearchIndex, queries: np.ndarray) -> float:
     return recall(found, exact_top(index.vectors, queries, RECALL_K))
 
 
-def ann_comparison(index: SearchIndex, embedder, questions: list[str], seed: int) -> list[dict]:
-    """recall@10 and p50 search time of HNSW (several efSearch) and IVF-PQ (several nprobe,
-    with and without exact re-ranking) over the synthetic passage vectors."""
-    queries = query_vectors(index, Retriever(index, embedder), questions, seed)
-    exact = exact_top(index.vectors, queries, RECALL_K)
+def ef_sweep(index: SearchIndex, embedder, questions: list[str], queries: np.ndarray, exact: np.ndarray,
+             ef_searches: tuple[int, ...]) -> list[dict]:
+    """For each efSearch: the HNSW index's recall@10 against exact search, its own p50 time for
+    100 candidates, and the p50/p95 of the whole search step (dense + BM25 + union) of the questions."""
+    retriever = Retriever(index, embedder)
+    kept = index.vectors.hnsw.efSearch
+    rows = []
+    try:
+        for ef in ef_searches:
+            index.vectors.hnsw.efSearch = ef
+            timed = time_questions(retriever, questions)
+            search, cpu = timed["search"], timed["cpu"]["search"]
+            rows.append({"index": f"HNSW{index.manifest.vector_index['m']}", "ef_search": ef,
+                         **search_figures(index.vectors, queries, exact), "search_p50_ms": search.p50_ms,
+                         "search_p95_ms": search.p95_ms, "search_cpu_p50_ms": cpu.p50_ms, "search_cpu_p95_ms": cpu.p95_ms})
+    finally:
+        index.vectors.hnsw.efSearch = kept
+    return rows
+
+
+def ann_comparison(index: SearchIndex, queries: np.ndarray, exact: np.ndarray, seed: int) -> list[dict]:
+    """recall@10 and p50 search time of IVF-PQ (several nprobe, with and without exact
+    re-ranking) over the synthetic passage vectors."""
     vectors = index.vectors.reconstruct_n(0, index.vectors.ntotal)
     rows = []
-    hnsw = index.vectors if index.manifest.vector_index["type"] == "hnsw" else None
-    if hnsw is not None:
-        for ef in (32, 64, 128, 256):
-            hnsw.hnsw.efSearch = ef
-            rows.append({"index": "HNSW32", "ef_search": ef, **search_figures(hnsw, queries, exact)})
     nlist = int(4 * np.sqrt(len(vectors)))
     for m in (48, 64):
         started = time.perf_counter()
@@ -293,12 +369,14 @@ def ann_comparison(index: SearchIndex, embedder, questions: list[str], seed: int
 def search_figures(index: faiss.Index, queries: np.ndarray, exact: np.ndarray) -> dict:
     """recall@10 against exact, and p50 time of one query searched alone for 100 candidates."""
     _, found = index.search(queries, RECALL_K)
-    times = []
+    times, cpu = [], []
     for query in queries:
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.thread_time()
         index.search(query[None, :], 100)
         times.append((time.perf_counter() - started) * 1000)
-    return {"recall_at_10": recall(found, exact), "search_p50_ms": round(float(np.percentile(times, 50)), 2)}
+        cpu.append((time.thread_time() - started_cpu) * 1000)
+    return {"recall_at_10": recall(found, exact), "faiss_p50_ms": round(float(np.percentile(times, 50)), 2),
+            "faiss_cpu_p50_ms": round(float(np.percentile(cpu, 50)), 2)}
 
 
 def folder_bytes(folder: Path) -> int:
@@ -326,7 +404,8 @@ def format_report(report: BenchReport) -> str:
     """A readable rendering: machine, model load, one table of corpora, one of query steps."""
     m = report.machine
     lines = [f"machine: {m['cpu']}, {m['cores']} cores, {m['ram_gb']} GB RAM; Python {m['python']}, FAISS {m['faiss']}",
-             f"model load: {report.model_load_seconds:.2f} s; peak memory of this run: {report.peak_rss_mb:.0f} MB", ""]
+             f"model load: {report.model_load_seconds:.2f} s; peak memory of this run: {report.peak_rss_mb:.0f} MB; "
+             f"load average {' '.join(f'{x:.2f}' for x in report.load_average)}", ""]
     header = f"{'corpus':<20}{'passages':>10}{'sentences':>11}{'build s':>9}{'pass/s':>9}{'load s':>8}{'disk MB':>9}{'RSS MB':>8}  index   recall@10"
     lines.append(header)
     for c in report.corpora:
@@ -337,6 +416,14 @@ def format_report(report: BenchReport) -> str:
     lines += ["", f"{'query ms (p50 / p95)':<20}" + "".join(f"{s:>16}" for s in columns)]
     for c in report.corpora:
         lines.append(f"{c.name:<20}" + "".join(f"{c.query[s].p50_ms:>8.2f} /{c.query[s].p95_ms:>6.1f}" for s in columns))
+    lines += ["", f"{'CPU ms (p50 / p95)':<20}" + "".join(f"{s:>16}" for s in columns)]
+    for c in report.corpora:
+        lines.append(f"{c.name:<20}" + "".join(f"{c.query['cpu'][s].p50_ms:>8.2f} /{c.query['cpu'][s].p95_ms:>6.1f}" for s in columns))
+    if report.ef_sweep:
+        lines += ["", "HNSW efSearch sweep (recall@10 against exact; FAISS alone, 100 candidates; whole search step):"]
+        lines += [f"  efSearch {row['ef_search']:>5}: recall@10 {row['recall_at_10']:.3f}, FAISS p50 {row['faiss_p50_ms']:.2f} ms "
+                  f"(CPU {row['faiss_cpu_p50_ms']:.2f}), search p50 {row['search_p50_ms']:.2f} / p95 {row['search_p95_ms']:.2f} ms "
+                  f"(CPU {row['search_cpu_p50_ms']:.2f} / {row['search_cpu_p95_ms']:.2f})" for row in report.ef_sweep]
     if report.ann_comparison:
         lines += ["", "ANN comparison (synthetic vectors):"]
         lines += ["  " + ", ".join(f"{k} {v}" for k, v in row.items()) for row in report.ann_comparison]

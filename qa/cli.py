@@ -39,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--passages", type=int, default=10_000, help="size of the synthetic corpus (0: real corpus only)")
     bench.add_argument("--seed", type=int, default=0, help="seed of the synthetic corpus")
     bench.add_argument("--compare-ann", action="store_true", help="also measure HNSW and IVF-PQ settings on the synthetic vectors")
+    bench.add_argument("--ef-search", type=_int_list, default=(), metavar="N,N,…",
+                       help="also measure the synthetic HNSW index at these efSearch values (recall, search time)")
+    bench.add_argument("--keep", type=Path, metavar="FOLDER",
+                       help="keep the synthetic index in FOLDER, or measure the one kept there without rebuilding it")
     bench.add_argument("--json", action="store_true", help="one JSON object")
     train = commands.add_parser("train-selector", help="train the answering-sentence model on questions with known answers")
     train.add_argument("file", type=Path, help="questions (JSON lines with answer and doc, like piaf-dev's)")
@@ -136,10 +140,14 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _int_list(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(",") if part.strip())
+
+
 def _bench(settings: Settings, args: argparse.Namespace) -> int:
     from qa.bench import format_report, run_bench
 
-    report = run_bench(settings, args.passages, args.seed, args.compare_ann)
+    report = run_bench(settings, args.passages, args.seed, args.compare_ann, args.ef_search, args.keep)
     print(json.dumps(asdict(report), ensure_ascii=False) if args.json else format_report(report))
     return 0
 

@@ -21,6 +21,9 @@ class Settings:
     # a local sentence-transformers folder, or a hub name where a hub is reachable.
     model: str = BUNDLED_MODEL
     model_cache: Path = PROJECT_ROOT / ".cache" / "models"
+    # Threads torch uses to embed questions (0: torch's default, one per core). One thread is
+    # a little slower on an idle machine and many times faster on a busy one (docs/BENCHMARKS.md).
+    torch_threads: int = 1
     # Passage splitting (characters): short enough to read at a glance, chosen by measurement (README).
     chunk_size: int = 400
     chunk_overlap: int = 0
@@ -31,7 +34,11 @@ class Settings:
     ann_threshold: int = 50_000
     hnsw_m: int = 32
     hnsw_ef_construction: int = 80
-    hnsw_ef_search: int = 128
+    hnsw_ef_search: int = 1024
+    # OpenMP threads FAISS uses for a question's search (0: one per core). A single query gains
+    # nothing from a second thread, and on a busy machine waits for it (docs/BENCHMARKS.md).
+    # Set when an engine is opened; process-wide, so a build in the same process uses it too.
+    search_threads: int = 1
     # Passages whose vectors are added to FAISS (and texts tokenised for BM25) per batch.
     build_batch: int = 20_000
 

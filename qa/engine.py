@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from qa.answer import Answer, answer_question
 from qa.config import Settings
 from qa.corpus import read_corpus
-from qa.index import BuildReport, Progress, build_index, load_index
-from qa.model import load_embedder
+from qa.index import BuildReport, Progress, build_index, load_index, set_search_threads
+from qa.model import load_embedder, load_encoder
 from qa.retrieve import Retriever
 from qa.selector import SentenceModel
-from qa.text import fold
 from qa.store import Articles, PassageStore, check_compatible, stale_reasons
+from qa.text import fold
 
 
 @dataclass
@@ -47,8 +47,10 @@ def build(settings: Settings, embedder=None, progress: Progress | None = None, f
 
 
 def open_engine(settings: Settings, embedder=None) -> Engine:
-    """Load the model and the current index, refusing an index built with another model."""
-    embedder = embedder or load_embedder(settings)
+    """Load the model (the fast encoder when it can, see qa.model.load_encoder) and the current
+    index, refusing an index built with another model."""
+    embedder = embedder or load_encoder(settings)
     store = load_index(settings.index)
+    set_search_threads(settings)
     check_compatible(store, settings, embedder.get_embedding_dimension())
     return Engine(settings, embedder, store, Retriever(store, embedder), SentenceModel.load())

@@ -4,7 +4,8 @@ Layout of the index folder (``index/`` by default)::
 
     CURRENT                  name of the build in use (replaced atomically)
     build-<time>/manifest.json   model, dimension, splitting, corpus file hashes, format version
-    build-<time>/passages.json   documents (title, references) and passages
+    build-<time>/passages.json   documents (title, references) and passages, one compact column
+                                 per field of Passage (format 2)
     build-<time>/vectors.faiss   the passage embeddings (inner product = cosine): exact search,
                                  or HNSW above ``Settings.ann_threshold`` passages (manifest)
     build-<time>/sentences.npy   one embedding per sentence of each passage, in passage order
@@ -26,7 +27,8 @@ import os
 import shutil
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
+from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -49,7 +51,7 @@ from qa.store import (
 )
 from qa.text import without_footnotes
 
-FORMAT_VERSION = 2  # 2: title and section in the embedded texts
+FORMAT_VERSION = 2  # 2: passages.json in columns; title and section in the embedded texts; sentence footnotes
 POINTER = "CURRENT"
 LOCK = ".build.lock"
 EMBED_BATCH = 32
@@ -244,7 +246,7 @@ class StagedBuild:
         self.passage_vectors = self.sentence_vectors = None  # close the maps before the rename
         (staging / PASSAGE_VECTORS).unlink()
         LexicalIndex.build(lexical_text(p) for p in passages).save(staging / "lexical")
-        _write_json(staging / "passages.json", _passages_payload(documents, passages))
+        _write_json(staging / "passages.json", _passages_payload(documents, passages), indent=None)
         sizes = {p.relative_to(staging).as_posix(): p.stat().st_size for p in staging.rglob("*") if p.is_file()}
         _write_json(staging / "manifest.json", asdict(replace(manifest, files=sizes, vector_index=description)))
         _sync_folder(staging)
@@ -355,8 +357,16 @@ def load_index(root: Path) -> SearchIndex:
     folder = current_build(root)
     try:
         manifest = _read_manifest(folder)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise IndexUnusableError(f"the index in {folder} is unreadable ({error}); rebuild it with `python -m qa build`") from error
+    if manifest.format_version != FORMAT_VERSION:
+        raise IncompatibleIndexError(
+            f"the index in {folder} has format {manifest.format_version}, not {FORMAT_VERSION} (written by another "
+            "version of citeqa); rebuild it with `python -m qa build`"
+        )
+    try:
         payload = json.loads((folder / "passages.json").read_text("utf-8"))
-        passages = [_passage_from_json(p) for p in payload["passages"]]
+        passages = _passages_from_json(payload["passages"])
         documents = {
             d["doc_id"]: DocumentInfo(d["doc_id"], d["title"], {int(n): t for n, t in d["references"].items()})
             for d in payload["documents"]
@@ -368,14 +378,29 @@ def load_index(root: Path) -> SearchIndex:
         sentence_vectors = np.load(folder / "sentences.npy", mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
         raise IndexUnusableError(f"the index in {folder} is unreadable ({error}); rebuild it with `python -m qa build`") from error
-    if manifest.format_version != FORMAT_VERSION:
-        raise IncompatibleIndexError(f"the index in {folder} has format {manifest.format_version}, not {FORMAT_VERSION}; rebuild it")
     if vectors.ntotal != len(passages) or vectors.d != manifest.dimension:
         raise IndexUnusableError(f"the index in {folder} is inconsistent ({vectors.ntotal} vectors for {len(passages)} passages); rebuild it")
     sentence_rows = np.concatenate([[0], np.cumsum([len(p.sentences) for p in passages])])
     if sentence_rows[-1] != len(sentence_vectors):
         raise IndexUnusableError(f"the index in {folder} has sentence vectors that do not match its passages; rebuild it")
     return SearchIndex(folder, manifest, passages, documents, vectors, lexical, sentence_vectors, sentence_rows, document_rows(passages))
+
+
+def set_search_threads(settings: Settings) -> None:
+    """Use ``settings.search_threads`` OpenMP threads in FAISS (0: leave FAISS's default)."""
+    if settings.search_threads > 0:
+        faiss.omp_set_num_threads(settings.search_threads)
+
+
+@contextmanager
+def search_threads(settings: Settings):
+    """``set_search_threads`` for a while, then FAISS's thread count as it was."""
+    before = faiss.omp_get_max_threads()
+    set_search_threads(settings)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def document_rows(passages: list[Passage]) -> dict[str, tuple[int, int]]:
@@ -432,6 +457,9 @@ def index_status(settings: Settings) -> IndexStatus:
         return IndexStatus(root, False, building, str(error))
     except (IndexUnusableError, OSError, ValueError, TypeError) as error:
         return IndexStatus(root, True, building, f"the index in {root} is unreadable ({error}); rebuild it")
+    if manifest.format_version != FORMAT_VERSION:
+        problem = f"the index in {root} has format {manifest.format_version}, not {FORMAT_VERSION}; rebuild it"
+        return IndexStatus(root, True, building, problem, manifest)
     return IndexStatus(root, True, building, None, manifest, tuple(stale_reasons(manifest, settings)))
 
 
@@ -451,19 +479,51 @@ def _passages_payload(documents: tuple[Document, ...], passages: list[Passage]) 
             {"doc_id": d.doc_id, "title": d.title, "references": {n: r.text for n, r in d.references.items()}}
             for d in documents
         ],
-        "passages": [asdict(p) for p in passages],
+        "passages": {f.name: _column([getattr(p, f.name) for p in passages]) for f in fields(Passage)},
     }
 
 
-def _passage_from_json(data: dict) -> Passage:
-    return Passage(
-        **{**data, "footnotes": tuple(data["footnotes"]), "sentences": tuple(tuple(s) for s in data["sentences"]),
-           "sentence_footnotes": tuple(tuple(n) for n in data["sentence_footnotes"])}
-    )
+def _column(values: list) -> dict:
+    """One field of every passage, laid out to parse fast: repeated strings (document, title,
+    section, kind) as a table of distinct values and one code per passage, tuples (footnotes,
+    sentence spans, sentence footnotes) flattened with one length per passage, their items
+    themselves as a column when they are tuples; anything else as a plain list."""
+    if values and all(isinstance(v, str) for v in values):
+        distinct = list(dict.fromkeys(values))
+        if len(distinct) <= len(values) // 2:
+            code = {value: number for number, value in enumerate(distinct)}
+            return {"categories": distinct, "codes": [code[v] for v in values]}
+    if values and all(isinstance(v, tuple) for v in values):
+        items = [item for value in values for item in value]
+        nested = bool(items) and all(isinstance(item, tuple) for item in items)
+        return {"lengths": [len(v) for v in values], "items": _column(items) if nested else items}
+    return {"values": values}
 
 
-def _write_json(path: Path, data: object) -> None:
-    path.write_text(json.dumps(data, ensure_ascii=False, indent=1), "utf-8")
+def _column_values(column: dict) -> list:
+    """The per-passage values of a column written by ``_column``."""
+    if "values" in column:
+        return column["values"]
+    if "categories" in column:
+        categories = column["categories"]
+        return [categories[code] for code in column["codes"]]
+    items = column["items"]
+    items = iter(_column_values(items) if isinstance(items, dict) else items)
+    return [tuple(islice(items, length)) for length in column["lengths"]]
+
+
+def _passages_from_json(columns: dict) -> list[Passage]:
+    """The passages of a ``passages.json`` (format 2: one column per field of Passage)."""
+    names = [f.name for f in fields(Passage) if f.name in columns]
+    values = [_column_values(columns[name]) for name in names]
+    if names == [f.name for f in fields(Passage)]:
+        return [Passage(*row) for row in zip(*values)]
+    return [Passage(**dict(zip(names, row))) for row in zip(*values)]
+
+
+def _write_json(path: Path, data: object, indent: int | None = 1) -> None:
+    separators = None if indent else (",", ":")
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=indent, separators=separators), "utf-8")
 
 
 def _sync_folder(folder: Path) -> None:

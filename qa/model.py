@@ -333,11 +333,38 @@ def load_embedder(settings: Settings):
     name = resolve_model_path(settings)
     local = Path(name).is_dir()
     try:
-        return SentenceTransformer(name, device="cpu", local_files_only=local or _hub_offline())
+        model = SentenceTransformer(name, device="cpu", local_files_only=local or _hub_offline())
     except Exception as error:  # sentence-transformers raises many kinds; all mean "not loadable"
         tried = f"local folder {name}" if local else f"hub model {name!r} (offline: {_hub_offline()})"
         hint = "" if local else "; set HF_HUB_OFFLINE=0 where a hub is reachable, or give a local folder"
         raise ModelLoadError(f"could not load the embedding model: tried {tried}: {error}{hint}") from error
+    return model
+
+
+def load_encoder(settings: Settings):
+    """The model for answering, loaded fast: ``qa.encoder.Encoder`` (plain torch, the same
+    vectors) when it can compute the model's folder exactly, as it can the bundled e5;
+    otherwise ``load_embedder``'s SentenceTransformer. Raises ModelLoadError."""
+    from qa.encoder import Encoder, supported
+
+    name = resolve_model_path(settings)
+    set_torch_threads(settings)
+    if not supported(Path(name)):
+        return load_embedder(settings)
+    try:
+        encoder = Encoder(Path(name))
+    except Exception as error:  # a damaged folder: unreadable JSON, safetensors or tokenizer
+        raise ModelLoadError(f"could not load the embedding model: tried local folder {name}: {error}") from error
+    return encoder
+
+
+def set_torch_threads(settings: Settings) -> None:
+    """Use ``settings.torch_threads`` threads for torch (0: torch's default, one per core).
+    Process-wide: builds started from the same process use them too."""
+    if settings.torch_threads > 0:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
 
 
 def _hub_offline() -> bool:

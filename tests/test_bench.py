@@ -10,7 +10,7 @@ from qa.cli import main
 
 def test_bench_reports_load_build_latency_size_and_memory(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("QA_ANN_THRESHOLD", "200")  # the tiny synthetic corpus goes through HNSW
-    assert main(["--index", str(tmp_path), "bench", "--passages", "400", "--json"]) == 0
+    assert main(["--index", str(tmp_path), "bench", "--passages", "400", "--ef-search", "16,64", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["model_load_seconds"] > 0 and report["peak_rss_mb"] > 0
     assert {"cpu", "cores", "ram_gb"} <= report["machine"].keys()
@@ -18,14 +18,18 @@ def test_bench_reports_load_build_latency_size_and_memory(capsys, tmp_path, monk
     assert (real["name"], real["passages"], real["vector_index"], real["recall_at_10"]) == ("real corpus", 32, {"type": "flat"}, None)
     assert (synthetic["passages"], synthetic["vector_index"]["type"]) == (400, "hnsw")
     assert synthetic["recall_at_10"] >= 0.95
+    assert [row["ef_search"] for row in report["ef_sweep"]] == [16, 64]
+    assert all(row["recall_at_10"] > 0 and row["search_p50_ms"] > 0 and row["search_cpu_p50_ms"] > 0 for row in report["ef_sweep"])
     for corpus in (real, synthetic):
         assert corpus["build_passages_per_s"] > 0 and corpus["index_mb"] > 0 and corpus["load_seconds"] >= 0
-        assert set(corpus["query"]) == {*STAGES, "total", *PARTS}
+        assert set(corpus["query"]) == {*STAGES, "total", *PARTS, "cpu"}
+        assert set(corpus["query"]["cpu"]) == {*STAGES, "total", *PARTS}
         assert all(0 < corpus["query"][stage]["p50_ms"] <= corpus["query"][stage]["p95_ms"] for stage in STAGES)
+        assert 0 < corpus["query"]["cpu"]["total"]["p50_ms"] <= corpus["query"]["cpu"]["total"]["p95_ms"]
     assert list(tmp_path.iterdir()) == []  # the bench builds in a folder of its own
 
 
 def test_bench_prints_a_table(capsys):
     assert main(["bench", "--passages", "0"]) == 0
     out = capsys.readouterr().out
-    assert "model load:" in out and "real corpus" in out and "embed" in out and "sentence" in out
+    assert "model load:" in out and "real corpus" in out and "embed" in out and "sentence" in out and "CPU ms" in out

@@ -26,9 +26,11 @@ def synthetic(tmp_path_factory, engine):
 
 
 def test_above_the_threshold_the_index_is_hnsw_and_the_manifest_says_so(synthetic):
-    assert synthetic.manifest.vector_index == {"type": "hnsw", "m": 32, "ef_construction": 80, "ef_search": 128}
+    defaults = Settings()
+    assert synthetic.manifest.vector_index == {"type": "hnsw", "m": defaults.hnsw_m, "ef_construction": defaults.hnsw_ef_construction,
+                                               "ef_search": defaults.hnsw_ef_search}
     assert synthetic.vectors.ntotal == len(synthetic.passages) == 3000
-    assert synthetic.vectors.hnsw.efSearch == 128
+    assert synthetic.vectors.hnsw.efSearch == defaults.hnsw_ef_search
 
 
 def test_the_ann_finds_what_exact_search_finds(synthetic, engine):
@@ -93,3 +95,28 @@ def test_bm25_top_reads_postings_and_agrees_with_scoring_every_passage(synthetic
     allowed = np.arange(0, 3000, 2)
     rows, scores = synthetic.lexical.top(query_terms, 10, allowed)
     assert set(rows) <= set(allowed) and np.allclose(scores, np.sort(every[allowed])[::-1][:10], rtol=1e-5)
+
+
+@pytest.mark.parametrize("question", [q["question"] for q in dev_questions()][:12] + ["Russie Russie Kazakhstan frontière"])
+def test_bm25_threshold_top_finds_the_exact_top_reading_postings_by_weight(synthetic, monkeypatch, question):
+    """Forced onto every query: the threshold algorithm returns the exhaustive top (same
+    scores; the same passages, but for ties at the last place)."""
+    monkeypatch.setattr("qa.lexical.EXHAUSTIVE_POSTINGS", 0)
+    query_terms = terms(question)
+    every = synthetic.lexical.model.get_scores(query_terms_known := [t for t in query_terms if synthetic.lexical.knows(t)])
+    if not query_terms_known:
+        return
+    rows, scores = synthetic.lexical_search(query_terms, 20)
+    expected = np.sort(every[every > 0])[::-1][:20]
+    assert np.allclose(scores, expected, rtol=1e-5)
+    assert np.allclose(every[rows], scores, rtol=1e-5)
+    assert set(np.flatnonzero(every > expected[-1] * (1 + 1e-5))) <= set(rows)
+
+
+def test_the_lexical_index_saves_each_term_s_postings_by_weight(synthetic):
+    saved = np.load(synthetic.folder / "lexical" / "impact_order.npy")
+    matrix = synthetic.lexical.model.scores
+    for term in range(0, len(matrix["indptr"]) - 1, 37):
+        start, end = matrix["indptr"][term], matrix["indptr"][term + 1]
+        weights = matrix["data"][start:end][saved[start:end]]
+        assert np.all(np.diff(weights) <= 0) and sorted(saved[start:end]) == list(range(end - start))

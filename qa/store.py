@@ -86,7 +86,7 @@ class PassageStore(Protocol):
         """The vectors of the sentences of the passages at these rows, stacked in row order,
         and where each passage's sentences start in that stack (len(rows) + 1 offsets)."""
 
-    def neighbours(self, passage_id: str, around: int = 1) -> list[Passage]:
+    def neighbours(self, passage: Passage, around: int = 1) -> list[Passage]:
         """The passage with up to ``around`` passages before and after it in its document."""
 
     def citation_counts(self, doc_id: str) -> dict[int, int]:

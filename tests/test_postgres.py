@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 import shutil
 import signal
@@ -40,6 +41,8 @@ def server(tmp_path_factory, embedder):
     try:
         server = start_server()
     except ServerUnavailable as error:
+        if os.environ.get("CITEQA_REQUIRE_POSTGRES"):  # CI: .ci/run makes sure it can
+            pytest.fail(f"cannot start a PostgreSQL server: {error}")
         pytest.skip(f"cannot start a PostgreSQL server here: {error}")
     server.sql(f"CREATE DATABASE {TEMPLATE}")
     build(Settings.from_env(index=server.url(database=TEMPLATE)), embedder)

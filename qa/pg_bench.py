@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from pgvector.psycopg import register_vector
 from psycopg import sql
 
 from qa.bench import (
@@ -38,7 +39,7 @@ from qa.config import Settings
 from qa.corpus import read_corpus
 from qa.index import build_index, load_index, new_manifest
 from qa.model import load_embedder
-from qa.pg_store import DatabaseBuild, DatabaseStore, _table, building, build_database, connect, database_bytes
+from qa.pg_store import DatabaseBuild, DatabaseStore, build_database, building, connect, database_bytes, table
 from qa.retrieve import Retriever
 
 
@@ -85,8 +86,8 @@ def measure_database(name: str, url: str, embedder, questions: list[str], build_
     load_seconds = time.perf_counter() - started
     retriever = Retriever(store, embedder)
     manifest = store.manifest
-    counts = store._query("SELECT (SELECT count(*) FROM {passages} WHERE build_id = %s), (SELECT count(*) FROM {sentences} WHERE build_id = %s)",
-                          (store._pin().build_id,))
+    counts = store.query("SELECT (SELECT count(*) FROM {passages} WHERE build_id = %s), (SELECT count(*) FROM {sentences} WHERE build_id = %s)",
+                          (store.build_id,))
     passages, sentences = counts[0]
     query = time_questions(retriever, questions)
     recall_at_10 = None if manifest.vector_index["type"] == "flat" else database_recall(store, retriever, questions, seed)
@@ -101,15 +102,14 @@ def measure_database(name: str, url: str, embedder, questions: list[str], build_
 def database_recall(store: DatabaseStore, retriever: Retriever, questions: list[str], seed: int) -> float:
     """recall@10 of the database's dense search against exact search over the same vectors: the
     dev questions, then noisy first-sentence vectors of random passages, as query vectors."""
-    pin = store._pin()
     asked = np.vstack([retriever.embed_question(q) for q in questions])
     rng = np.random.default_rng(seed + 1)
     rows = np.sort(rng.choice(store.manifest.passages, RECALL_QUERIES - len(asked), replace=False))
-    sampled = store._query("SELECT embedding FROM {sentences} WHERE build_id = %s AND row = ANY(%s) AND position = 0 ORDER BY row",
+    sampled = store.query("SELECT embedding FROM {sentences} WHERE build_id = %s AND row = ANY(%s) AND position = 0 ORDER BY row",
                            ([int(r) for r in rows],))
     queries = np.vstack([asked, noisy(np.vstack([v.to_numpy() for v, in sampled]), rng)]).astype(np.float32)
     found = [store.dense_search(q, RECALL_K) for q in queries]
-    return recall(np.array(found), exact_database_top(pin.build_id, store.url, queries, RECALL_K))
+    return recall(np.array(found), exact_database_top(store.build_id, store.url, queries, RECALL_K))
 
 
 def exact_database_top(build_id: int, url: str, queries: np.ndarray, k: int, batch: int = 50_000) -> np.ndarray:
@@ -117,11 +117,9 @@ def exact_database_top(build_id: int, url: str, queries: np.ndarray, k: int, bat
     best_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
     best_rows = np.zeros((len(queries), k), dtype=np.int64)
     with connect(url, read_only=True) as connection, connection.transaction():
-        from pgvector.psycopg import register_vector
-
         register_vector(connection)
         with connection.cursor(name="vectors") as cursor:
-            cursor.execute(sql.SQL("SELECT row, embedding FROM {} WHERE build_id = %s").format(_table("passages")), (build_id,))
+            cursor.execute(sql.SQL("SELECT row, embedding FROM {} WHERE build_id = %s").format(table("passages")), (build_id,))
             while chunk := cursor.fetchmany(batch):
                 rows = np.array([r for r, _ in chunk], dtype=np.int64)
                 vectors = np.vstack([v.to_numpy() for _, v in chunk])

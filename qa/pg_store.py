@@ -96,28 +96,28 @@ def connect(url: str, read_only: bool) -> psycopg.Connection:
                 f"PostgreSQL at {location} refused the credentials: check the user and password "
                 f"(in the URL, PGPASSWORD or ~/.pgpass) ({detail})") from None
         if "does not exist" in detail:
-            raise IndexUnusableError(f"PostgreSQL at {location}: {detail}; create it (createdb) or fix the URL") from None
+            raise IndexUnusableError(f"PostgreSQL at {location} answered: {detail}; fix the URL or create it") from None
         raise IndexUnusableError(f"cannot reach PostgreSQL at {location}: {detail}") from None
     if read_only:
         connection.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
     return connection
 
 
-def _table(name: str, build_id: int | None = None) -> sql.Composed:
+def table(name: str, build_id: int | None = None) -> sql.Composed:
     return sql.Identifier(SCHEMA, name if build_id is None else f"{name}_{build_id}")
 
 
-def _schema_state(connection: psycopg.Connection, location: str) -> tuple[int, int] | None:
+def _schema_state(connection: psycopg.Connection) -> tuple[int, int] | None:
     """The schema version and dimension of the citeqa tables (None: there are none)."""
     if connection.execute("SELECT to_regclass('citeqa.schema')").fetchone()[0] is None:
         return None
-    row = connection.execute(sql.SQL("SELECT version, dimension FROM {}").format(_table("schema"))).fetchone()
+    row = connection.execute(sql.SQL("SELECT version, dimension FROM {}").format(table("schema"))).fetchone()
     return None if row is None else (row[0], row[1])
 
 
 def check_schema(connection: psycopg.Connection, location: str) -> None:
     """Refuse a database without the citeqa tables, or with tables of another schema version."""
-    state = _schema_state(connection, location)
+    state = _schema_state(connection)
     if state is None:
         raise MissingIndexError(f"no index in {location}: build it with `python -m qa --index URL build`")
     version, _ = state
@@ -162,6 +162,11 @@ class DatabaseStore:
     def documents(self) -> dict[str, DocumentInfo]:
         return self._pin().documents
 
+    @property
+    def build_id(self) -> int:
+        """The build this thread reads."""
+        return self._pin().build_id
+
     def follow_current(self) -> None:
         """Move this thread to the current build if a newer one was switched in (called before
         each question: a question reads one build from start to end)."""
@@ -187,9 +192,9 @@ class DatabaseStore:
             register_vector(connection)
             build_id = _current_build_id(connection, self.location)
             manifest = Manifest(**connection.execute(
-                sql.SQL("SELECT manifest FROM {} WHERE id = %s").format(_table("builds")), (build_id,)).fetchone()[0])
+                sql.SQL("SELECT manifest FROM {} WHERE id = %s").format(table("builds")), (build_id,)).fetchone()[0])
             rows = connection.execute(
-                sql.SQL("SELECT doc_id, title, refs, first_row, end_row FROM {} WHERE build_id = %s ORDER BY first_row").format(_table("documents")),
+                sql.SQL("SELECT doc_id, title, refs, first_row, end_row FROM {} WHERE build_id = %s ORDER BY first_row").format(table("documents")),
                 (build_id,)).fetchall()
             if manifest.vector_index["type"] == "hnsw":
                 connection.execute(sql.SQL("SET hnsw.ef_search = {}").format(sql.Literal(int(manifest.vector_index["ef_search"]))))
@@ -199,21 +204,22 @@ class DatabaseStore:
         documents = {doc_id: DocumentInfo(doc_id, title, {int(n): t for n, t in refs.items()}) for doc_id, title, refs, _, _ in rows}
         return _Pin(connection, build_id, manifest, documents, {doc_id: (first, end) for doc_id, _, _, first, end in rows})
 
-    def _query(self, statement: str, parameters: tuple) -> list[tuple]:
+    def query(self, statement: str, parameters: tuple) -> list[tuple]:
         """Rows of a query on this thread's build (its first parameter is the build id)."""
         pin = self._pin()
-        query = sql.SQL(statement).format(**{name: _table(name) for name in ("passages", "sentences", "postings")})
+        query = sql.SQL(statement).format(**{name: table(name) for name in ("passages", "sentences", "postings")})
         try:
-            return pin.connection.execute(query, (pin.build_id, *parameters)).fetchall()
+            with pin.connection.cursor(binary=True) as cursor:  # binary: vectors arrive as float32 bytes, not text to parse
+                return cursor.execute(query, (pin.build_id, *parameters)).fetchall()
         except psycopg.OperationalError as error:
             self._local.pin = None  # reconnect at the next question
             raise IndexUnusableError(f"lost the connection to PostgreSQL at {self.location}: {_secret_free(str(error), self.url)}") from None
 
     def dense_search(self, query: np.ndarray, width: int, articles: Articles = None) -> np.ndarray:
         if articles is None:
-            rows = self._query("SELECT row FROM {passages} WHERE build_id = %s ORDER BY embedding <#> %s LIMIT %s", (query, width))
+            rows = self.query("SELECT row FROM {passages} WHERE build_id = %s ORDER BY embedding <#> %s LIMIT %s", (query, width))
         else:
-            rows = self._query("SELECT row FROM {passages} WHERE build_id = %s AND doc_id = ANY(%s) ORDER BY embedding <#> %s LIMIT %s",
+            rows = self.query("SELECT row FROM {passages} WHERE build_id = %s AND doc_id = ANY(%s) ORDER BY embedding <#> %s LIMIT %s",
                                (sorted(articles), query, width))
         return np.array([r for r, in rows], dtype=np.int64)
 
@@ -223,7 +229,7 @@ class DatabaseStore:
         counts = Counter(query_terms)
         terms, repeats = list(counts), list(counts.values())
         allowed = None if articles is None else self._rows_of(articles)
-        rows = self._query(
+        rows = self.query(
             "SELECT p.row, sum(p.weight * q.repeats)::real AS score"
             " FROM (SELECT term, rows, weights FROM {postings} WHERE build_id = %s) t"
             " JOIN unnest(%s::text[], %s::int[]) AS q(term, repeats) USING (term), unnest(t.rows, t.weights) AS p(row, weight)"
@@ -233,21 +239,21 @@ class DatabaseStore:
         return np.array([r for r, _ in rows], dtype=np.int64), np.array([s for _, s in rows], dtype=np.float32)
 
     def known_terms(self, query_terms: Iterable[str]) -> set[str]:
-        return {t for t, in self._query("SELECT term FROM {postings} WHERE build_id = %s AND term = ANY(%s)", (list(set(query_terms)),))}
+        return {t for t, in self.query("SELECT term FROM {postings} WHERE build_id = %s AND term = ANY(%s)", (list(set(query_terms)),))}
 
     def passages_at(self, rows: np.ndarray) -> list[Passage]:
-        found = {r[0]: _passage(r) for r in self._query(f"SELECT {PASSAGE_COLUMNS} FROM {{passages}} WHERE build_id = %s AND row = ANY(%s)",
+        found = {r[0]: _passage(r) for r in self.query(f"SELECT {PASSAGE_COLUMNS} FROM {{passages}} WHERE build_id = %s AND row = ANY(%s)",
                                                         ([int(r) for r in rows],))}
         return [found[int(row)] for row in rows]
 
     def passage_vectors(self, rows: np.ndarray) -> np.ndarray:
-        found = {row: v.to_numpy() for row, v in self._query("SELECT row, embedding FROM {passages} WHERE build_id = %s AND row = ANY(%s)",
+        found = {row: v.to_numpy() for row, v in self.query("SELECT row, embedding FROM {passages} WHERE build_id = %s AND row = ANY(%s)",
                                                                ([int(r) for r in rows],))}
         return np.vstack([found[int(row)] for row in rows]).astype(np.float32) if len(rows) else np.zeros((0, self.manifest.dimension), np.float32)
 
     def sentence_vectors(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         by_row: dict[int, list[np.ndarray]] = {}
-        for row, vector in self._query("SELECT row, embedding FROM {sentences} WHERE build_id = %s AND row = ANY(%s) ORDER BY row, position",
+        for row, vector in self.query("SELECT row, embedding FROM {sentences} WHERE build_id = %s AND row = ANY(%s) ORDER BY row, position",
                                        ([int(r) for r in rows],)):
             by_row.setdefault(row, []).append(vector.to_numpy())
         stacked = [v for row in rows for v in by_row.get(int(row), [])]
@@ -255,16 +261,16 @@ class DatabaseStore:
         return (np.vstack(stacked).astype(np.float32) if stacked else np.zeros((0, self.manifest.dimension), np.float32)), offsets
 
     def neighbours(self, passage: Passage, around: int = 1) -> list[Passage]:
-        rows = self._query(
+        rows = self.query(
             f"SELECT {PASSAGE_COLUMNS} FROM {{passages}} WHERE build_id = %s AND doc_id = %s AND row BETWEEN"
             " (SELECT row FROM {passages} WHERE build_id = %s AND id = %s) - %s AND (SELECT row FROM {passages} WHERE build_id = %s AND id = %s) + %s"
             " ORDER BY row",
-            (passage.doc_id, self._pin().build_id, passage.id, around, self._pin().build_id, passage.id, around))
+            (passage.doc_id, self.build_id, passage.id, around, self.build_id, passage.id, around))
         return [_passage(r) for r in rows]
 
     def citation_counts(self, doc_id: str) -> dict[int, int]:
         counts = dict.fromkeys(self.documents[doc_id].references, 0)
-        for footnotes, in self._query("SELECT footnotes FROM {passages} WHERE build_id = %s AND doc_id = %s AND kind = ANY(%s)",
+        for footnotes, in self.query("SELECT footnotes FROM {passages} WHERE build_id = %s AND doc_id = %s AND kind = ANY(%s)",
                                       (doc_id, list(CITING))):
             for number in footnotes:
                 counts[number] = counts.get(number, 0) + 1
@@ -282,7 +288,7 @@ def _passage(row: tuple) -> Passage:
 
 
 def _current_build_id(connection: psycopg.Connection, location: str) -> int:
-    row = connection.execute(sql.SQL("SELECT build_id FROM {}").format(_table("current_build"))).fetchone()
+    row = connection.execute(sql.SQL("SELECT build_id FROM {}").format(table("current_build"))).fetchone()
     if row is None:
         raise MissingIndexError(f"no index in {location}: no build has finished yet; build it with `python -m qa --index URL build`")
     return row[0]
@@ -309,7 +315,7 @@ def database_status(settings: Settings) -> IndexStatus:
             except IndexUnusableError as error:
                 return IndexStatus(location, True, building, str(error))
             manifest = Manifest(**connection.execute(
-                sql.SQL("SELECT manifest FROM {} WHERE id = %s").format(_table("builds")), (build_id,)).fetchone()[0])
+                sql.SQL("SELECT manifest FROM {} WHERE id = %s").format(table("builds")), (build_id,)).fetchone()[0])
     except IndexUnusableError as error:
         return IndexStatus(location, False, False, str(error))
     except psycopg.Error as error:
@@ -345,7 +351,7 @@ def prepare_schema(connection: psycopg.Connection, location: str, dimension: int
         raise IndexUnusableError(
             f"the PostgreSQL server of {location} has no pgvector extension ({error}): install pgvector on the server "
             "(e.g. the package postgresql-<version>-pgvector), then run `CREATE EXTENSION vector;`") from None
-    if _schema_state(connection, location) == (SCHEMA_VERSION, dimension):
+    if _schema_state(connection) == (SCHEMA_VERSION, dimension):
         return
     d = sql.Literal(dimension)
     with connection.transaction():
@@ -380,7 +386,7 @@ class DatabaseBuild:
         self.dimension = dimension
         self.build_id = connection.execute("INSERT INTO citeqa.builds DEFAULT VALUES RETURNING id").fetchone()[0]
         for name in PARTITIONED:
-            connection.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS)").format(_table(name, self.build_id), _table(name)))
+            connection.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS)").format(table(name, self.build_id), table(name)))
         self.passages: list[Passage] = []
 
     def add(self, passages: list[Passage], passage_vectors: np.ndarray, sentence_vectors: np.ndarray) -> None:
@@ -389,7 +395,7 @@ class DatabaseBuild:
         texts = embedded_texts(passages)
         keys = [bytes.fromhex(text_key(t)) for t in texts]
         build = self.build_id
-        with self.connection.cursor().copy(sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(_table("passages", build))) as copy:
+        with self.connection.cursor().copy(sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(table("passages", build))) as copy:
             copy.set_types(["bigint", "int4", "text", "text", "text", "text", "text", "text", "int4", "int4", "int4[]", "int4[]",
                             "text", "bytea", "vector"])
             for number, (passage, vector) in enumerate(zip(passages, passage_vectors)):
@@ -398,7 +404,7 @@ class DatabaseBuild:
                                 [i for span in passage.sentences for i in span], passage.file, keys[number], vector))
         sentence_keys = iter(keys[len(passages):])
         vectors = iter(sentence_vectors)
-        with self.connection.cursor().copy(sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(_table("sentences", build))) as copy:
+        with self.connection.cursor().copy(sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(table("sentences", build))) as copy:
             copy.set_types(["bigint", "int4", "int4", "bytea", "vector"])
             for number, passage in enumerate(passages):
                 for position in range(len(passage.sentences)):
@@ -411,7 +417,7 @@ class DatabaseBuild:
         connection, build = self.connection, self.build_id
         lexical = LexicalIndex.build(lexical_text(p) for p in self.passages).model
         indptr, indices, data = lexical.scores["indptr"], lexical.scores["indices"], lexical.scores["data"]
-        with connection.cursor().copy(sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(_table("postings", build))) as copy:
+        with connection.cursor().copy(sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(table("postings", build))) as copy:
             copy.set_types(["bigint", "text", "int4[]", "float4[]"])
             for term, i in lexical.vocab_dict.items():
                 if term and i + 1 < len(indptr) and indptr[i] < indptr[i + 1]:
@@ -429,7 +435,7 @@ class DatabaseBuild:
         with connection.transaction():
             for name in PARTITIONED:
                 connection.execute(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES IN ({})").format(
-                    _table(name), _table(name, build), sql.Literal(build)))
+                    table(name), table(name, build), sql.Literal(build)))
             connection.execute("UPDATE citeqa.builds SET state = 'done', manifest = %s WHERE id = %s", (Jsonb(asdict(manifest)), build))
             connection.execute("INSERT INTO citeqa.current_build (build_id) VALUES (%s) ON CONFLICT (one) DO UPDATE SET build_id = excluded.build_id",
                                (build,))
@@ -441,18 +447,18 @@ class DatabaseBuild:
         HNSW on the passage vectors when the description asks for it; then statistics."""
         connection, build = self.connection, self.build_id
         value = sql.Literal(build)
-        connection.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (build_id, row), ADD CHECK (build_id = {})").format(_table("passages", build), value))
-        connection.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (build_id, row, position), ADD CHECK (build_id = {})").format(_table("sentences", build), value))
-        connection.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (build_id, term), ADD CHECK (build_id = {})").format(_table("postings", build), value))
-        connection.execute(sql.SQL("CREATE INDEX ON {} (doc_id, row)").format(_table("passages", build)))
-        connection.execute(sql.SQL("CREATE INDEX ON {} (id)").format(_table("passages", build)))
+        connection.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (build_id, row), ADD CHECK (build_id = {})").format(table("passages", build), value))
+        connection.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (build_id, row, position), ADD CHECK (build_id = {})").format(table("sentences", build), value))
+        connection.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (build_id, term), ADD CHECK (build_id = {})").format(table("postings", build), value))
+        connection.execute(sql.SQL("CREATE INDEX ON {} (doc_id, row)").format(table("passages", build)))
+        connection.execute(sql.SQL("CREATE INDEX ON {} (id)").format(table("passages", build)))
         if description["type"] == "hnsw":
             connection.execute("SET maintenance_work_mem = '4GB'")  # the HNSW graph of a million vectors fits: built in memory
             connection.execute("SET max_parallel_maintenance_workers = 1")
             connection.execute(sql.SQL("CREATE INDEX ON {} USING hnsw (embedding vector_ip_ops) WITH (m = {}, ef_construction = {})").format(
-                _table("passages", build), sql.Literal(int(description["m"])), sql.Literal(int(description["ef_construction"]))))
+                table("passages", build), sql.Literal(int(description["m"])), sql.Literal(int(description["ef_construction"]))))
         for name in PARTITIONED:
-            connection.execute(sql.SQL("ANALYZE {}").format(_table(name, build)))
+            connection.execute(sql.SQL("ANALYZE {}").format(table(name, build)))
 
 
 def _drop_builds(connection: psycopg.Connection, keep: set[int]) -> None:
@@ -461,8 +467,8 @@ def _drop_builds(connection: psycopg.Connection, keep: set[int]) -> None:
     for build, state in connection.execute("SELECT id, state FROM citeqa.builds WHERE NOT id = ANY(%s) ORDER BY id", (list(keep),)).fetchall():
         for name in PARTITIONED:
             if state == "done":
-                connection.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {} CONCURRENTLY").format(_table(name), _table(name, build)))
-            connection.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(_table(name, build)))
+                connection.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {} CONCURRENTLY").format(table(name), table(name, build)))
+            connection.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table(name, build)))
         connection.execute("DELETE FROM citeqa.builds WHERE id = %s", (build,))
 
 

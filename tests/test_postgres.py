@@ -299,3 +299,18 @@ def test_status_and_ask_on_the_command_line(database):
     assert status["index"] == database.url.replace(database.server.password, "***")
     asked = subprocess.run(qa_command(database.settings, "ask", "--json", SOLDIERS), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert asked.returncode == 0 and "2000 soldats" in json.loads(asked.stdout)["answer_sentence"]
+
+
+def test_the_app_answers_and_shows_the_status_from_the_database(database, monkeypatch, tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("QA_INDEX", database.url)
+    monkeypatch.setenv("QA_CORPUS", str(database.settings.corpus))
+    monkeypatch.setenv("QA_FEEDBACK", str(tmp_path / "feedback.jsonl"))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
+    assert not at.exception and not at.error
+    documents, passages = at.sidebar.metric
+    assert (documents.value, passages.value) == ("1", "32")
+    assert "À jour avec le corpus" in " ".join(c.value for c in at.sidebar.caption)
+    at.chat_input[0].set_value(SOLDIERS).run()
+    assert not at.exception and "2000 soldats" in at.chat_message[-1].markdown[1].value

@@ -21,7 +21,6 @@ batches, so a build of a million passages never holds all its vectors twice in R
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -30,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from itertools import islice
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import faiss
 import numpy as np
@@ -39,25 +38,27 @@ from qa.config import Settings
 from qa.corpus import Corpus, file_hashes
 from qa.documents import Document
 from qa.lexical import LexicalIndex
-from qa.passages import CITING, Passage, passages_for
+from qa.passages import CITING, Passage
 from qa.store import (
     Articles,
+    Progress,
     DocumentInfo,
     IncompatibleIndexError,
     IndexUnusableError,
     Manifest,
     MissingIndexError,
+    corpus_passages,
+    embed_batches,
     stale_reasons,
+    text_key,
+    vector_index_description,
 )
 from qa.text import without_footnotes
 
 FORMAT_VERSION = 2  # 2: passages.json in columns, without indentation
 POINTER = "CURRENT"
 LOCK = ".build.lock"
-EMBED_BATCH = 32
 PASSAGE_VECTORS = ".passages.npy"  # the staging folder's passage vectors, until they are in FAISS
-
-Progress = Callable[[int, int], None]
 
 
 @dataclass
@@ -128,6 +129,9 @@ class SearchIndex:
                     counts[number] = counts.get(number, 0) + 1
         return counts
 
+    def follow_current(self) -> None:
+        """A loaded folder keeps the build it loaded (the app reloads it after a rebuild)."""
+
 
 def dense_text(passage: Passage) -> str:
     """What is embedded for a passage: its text without footnote markers."""
@@ -152,7 +156,7 @@ def lexical_text(passage: Passage) -> str:
 class BuildReport:
     """What a build did."""
 
-    folder: Path
+    folder: Path | str  # or a database location (without password)
     documents: int
     passages: int
     embedded: int  # texts (passages and sentences) embedded by this build
@@ -171,9 +175,7 @@ def build_index(
     one waits for it. If anything fails, the previous build stays current.
     """
     started = time.perf_counter()
-    passages = [p for d in corpus.documents for p in passages_for(d, settings.chunk_size, settings.chunk_overlap)]
-    if not passages:
-        raise IndexUnusableError(f"no passages: the corpus folder {corpus.folder} has no readable article")
+    passages = corpus_passages(corpus, settings)
     texts = embedded_texts(passages)
     root = settings.index
     root.mkdir(parents=True, exist_ok=True)
@@ -181,7 +183,7 @@ def build_index(
         _remove_leftovers(root)
         previous = None if full else _previous_build(root, settings)
         old_rows = {} if previous is None else previous.rows
-        reused = {i: old_rows[key] for i, text in enumerate(texts) if (key := _text_key(text)) in old_rows}
+        reused = {i: old_rows[key] for i, text in enumerate(texts) if (key := text_key(text)) in old_rows}
         missing = [i for i in range(len(texts)) if i not in reused]
         dimension = previous.dimension if previous else embedder.get_embedding_dimension()
         with staged_build(root, len(passages), len(texts) - len(passages), dimension) as stage:
@@ -268,13 +270,12 @@ def staged_build(root: Path, passages: int, sentences: int, dimension: int):
 def vector_index(dimension: int, count: int, settings: Settings) -> tuple[faiss.Index, dict]:
     """The FAISS index for ``count`` passage vectors and its description for the manifest:
     exact inner product up to ``settings.ann_threshold`` passages, HNSW above."""
-    if count <= settings.ann_threshold:
-        return faiss.IndexFlatIP(dimension), {"type": "flat"}
+    description = vector_index_description(count, settings)
+    if description["type"] == "flat":
+        return faiss.IndexFlatIP(dimension), description
     index = faiss.IndexHNSWFlat(dimension, settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = settings.hnsw_ef_construction
     index.hnsw.efSearch = settings.hnsw_ef_search
-    description = {"type": "hnsw", "m": settings.hnsw_m, "ef_construction": settings.hnsw_ef_construction,
-                   "ef_search": settings.hnsw_ef_search}
     return index, description
 
 
@@ -310,10 +311,6 @@ def is_building(root: Path) -> bool:
         return False
 
 
-def _text_key(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 @dataclass
 class _PreviousBuild:
     """The vectors of the current build, found by text: reused by an incremental build."""
@@ -346,7 +343,7 @@ def _previous_build(root: Path, settings: Settings) -> _PreviousBuild | None:
         return None
     if index.manifest.model != settings.model:
         return None
-    rows = {_text_key(text): row for row, text in enumerate(embedded_texts(index.passages))}
+    rows = {text_key(text): row for row, text in enumerate(embedded_texts(index.passages))}
     return _PreviousBuild(index, rows, index.manifest.dimension)
 
 
@@ -436,7 +433,7 @@ def current_build(root: Path) -> Path:
 class IndexStatus:
     """What `qa status` and the app's sidebar show, read from the manifest alone."""
 
-    folder: Path
+    folder: Path | str  # or a database location (without password)
     exists: bool
     building: bool
     problem: str | None = None  # why the index cannot be used, if it cannot
@@ -463,12 +460,8 @@ def index_status(settings: Settings) -> IndexStatus:
 
 def _embed_into(stage: StagedBuild, embedder, texts: list[str], rows: list[int], progress: Progress | None) -> None:
     """Embed the texts at ``rows``, a batch at a time, straight into the build's vector files."""
-    for start in range(0, len(rows), EMBED_BATCH):
-        batch = rows[start : start + EMBED_BATCH]
-        vectors = embedder.encode([texts[i] for i in batch], prompt_name="passage", normalize_embeddings=True, convert_to_numpy=True)
-        stage.put(np.array(batch), np.asarray(vectors, dtype=np.float32))
-        if progress:
-            progress(min(start + EMBED_BATCH, len(rows)), len(rows))
+    for batch, vectors in embed_batches(embedder, texts, rows, progress):
+        stage.put(batch, vectors)
 
 
 def _passages_payload(documents: tuple[Document, ...], passages: list[Passage]) -> dict:

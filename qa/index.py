@@ -74,6 +74,7 @@ class SearchIndex:
     sentence_matrix: np.ndarray  # one vector per sentence, in passage order (memory-mapped)
     sentence_rows: np.ndarray  # first row of each passage's sentences in sentence_matrix
     document_rows: dict[str, tuple[int, int]]  # doc_id → its passages' rows [first, last + 1)
+    searches_in_parallel = True  # FAISS releases the GIL while it searches, and so does most of BM25's numpy
 
     @property
     def location(self) -> str:

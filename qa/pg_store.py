@@ -149,6 +149,8 @@ class DatabaseStore:
     """The PostgreSQL implementation of ``PassageStore``. Each thread has its own read-only
     connection and pinned build, so concurrent questions of a chat server never mix builds."""
 
+    searches_in_parallel = False  # a second thread would have its own pin, perhaps on another build
+
     def __init__(self, url: str) -> None:
         self.url = url
         self.location = redacted(url)

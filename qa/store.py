@@ -68,6 +68,7 @@ class PassageStore(Protocol):
     manifest: Manifest
     location: str  # where it is, for messages (a folder, or a database URL without password)
     documents: dict[str, DocumentInfo]
+    searches_in_parallel: bool  # whether dense_search and lexical_search may run at once, on two threads
 
     def dense_search(self, query: np.ndarray, width: int, articles: Articles = None) -> np.ndarray:
         """Rows of the ``width`` passages whose vectors are nearest the query (shape (dimension,))."""

@@ -48,6 +48,9 @@ class Settings:
     hnsw_m: int = 32
     hnsw_ef_construction: int = 80
     hnsw_ef_search: int = 1024
+    # pgvector's hnsw.ef_search for an index in PostgreSQL (at most 1000): its graph reaches
+    # FAISS's recall at a fifth of the width (1M passages: 0.956 at 200; docs/BENCHMARKS.md).
+    pg_ef_search: int = 200
     # OpenMP threads FAISS uses for a question's search (0: one per core). A single query gains
     # nothing from a second thread, and on a busy machine waits for it (docs/BENCHMARKS.md).
     # Set when an engine is opened; process-wide, so a build in the same process uses it too.

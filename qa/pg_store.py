@@ -65,7 +65,7 @@ SCHEMA_VERSION = 1
 LOCK = (0x63697465, 1)  # pg_advisory_lock(key1, key2): "cite", builds
 PARTITIONED = ("passages", "sentences", "postings")
 PASSAGE_COLUMNS = "row, id, doc_id, title, section, kind, body, start_offset, end_offset, footnotes, sentences, file"
-PGVECTOR_MAX_EF_SEARCH = 1000  # pgvector refuses a larger hnsw.ef_search (FAISS default: 1024)
+PGVECTOR_MAX_EF_SEARCH = 1000  # pgvector refuses a larger hnsw.ef_search
 
 
 def redacted(url: str) -> str:
@@ -200,8 +200,7 @@ class DatabaseStore:
                 sql.SQL("SELECT doc_id, title, refs, first_row, end_row FROM {} WHERE build_id = %s ORDER BY first_row").format(table("documents")),
                 (build_id,)).fetchall()
             if manifest.vector_index["type"] == "hnsw":
-                ef_search = min(int(manifest.vector_index["ef_search"]), PGVECTOR_MAX_EF_SEARCH)
-                connection.execute(sql.SQL("SET hnsw.ef_search = {}").format(sql.Literal(ef_search)))
+                connection.execute(sql.SQL("SET hnsw.ef_search = {}").format(sql.Literal(int(manifest.vector_index["ef_search"]))))
                 connection.execute("SET hnsw.iterative_scan = relaxed_order")  # an article filter still finds `width` rows
         except psycopg.errors.InsufficientPrivilege as error:
             raise IndexUnusableError(f"the user of {self.location} may not read the citeqa tables ({error}): GRANT SELECT on them") from None
@@ -433,6 +432,8 @@ class DatabaseBuild:
                 [(build, d.doc_id, d.title, Jsonb({n: r.text for n, r in d.references.items()}), *spans.get(d.doc_id, (0, 0)))
                  for d in documents])
         description = vector_index_description(len(self.passages), settings)
+        if description["type"] == "hnsw":
+            description["ef_search"] = min(settings.pg_ef_search, PGVECTOR_MAX_EF_SEARCH)
         self._index(description)
         manifest = replace(manifest, vector_index=description)
         previous = connection.execute("SELECT build_id FROM citeqa.current_build").fetchone()

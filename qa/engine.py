@@ -1,13 +1,16 @@
-"""The loaded pieces that answer questions: model, index, retriever and sentence model, loaded once."""
+"""The loaded pieces that answer questions: model, index, retriever and sentence model, loaded once.
+
+The one place that knows the two index backends: a folder (FAISS, ``qa.index``) or a
+``postgresql://`` URL (``qa.pg_store``); everything else talks to a ``PassageStore``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from qa.answer import Answer, answer_question
-from qa.config import Settings
+from qa.config import Settings, is_database_url
 from qa.corpus import read_corpus
-from qa.index import BuildReport, Progress, build_index, load_index, set_search_threads
+from qa.index import BuildReport, IndexStatus, Progress, build_index, load_index, set_search_threads
 from qa.model import load_embedder, load_encoder
 from qa.retrieve import Retriever
 from qa.selector import SentenceModel
@@ -24,6 +27,7 @@ class Engine:
     sentence_model: SentenceModel
 
     def ask(self, question: str, k: int | None = None, articles: Articles = None) -> Answer:
+        self.store.follow_current()
         return answer_question(
             question, self.retriever, self.sentence_model, k or self.settings.top_k, self.settings.max_question_chars, articles
         )
@@ -41,16 +45,46 @@ class Engine:
         return stale_reasons(self.store.manifest, self.settings)
 
 
+def uses_database(settings: Settings) -> bool:
+    """Whether the index is a PostgreSQL database rather than a folder."""
+    return is_database_url(settings.index)
+
+
 def build(settings: Settings, embedder=None, progress: Progress | None = None, full: bool = False) -> BuildReport:
     """Read the corpus and write a new index, reusing the embeddings of unchanged texts."""
-    return build_index(read_corpus(settings.corpus), settings, embedder or load_embedder(settings), progress, full)
+    corpus, embedder = read_corpus(settings.corpus), embedder or load_embedder(settings)
+    if uses_database(settings):
+        from qa.pg_store import build_database
+
+        return build_database(corpus, settings, embedder, progress, full)
+    return build_index(corpus, settings, embedder, progress, full)
+
+
+def open_store(settings: Settings) -> PassageStore:
+    """The current index, from its folder or its database."""
+    if uses_database(settings):
+        from qa.pg_store import DatabaseStore
+
+        return DatabaseStore(settings.index)
+    set_search_threads(settings)
+    return load_index(settings.index)
+
+
+def index_status(settings: Settings) -> IndexStatus:
+    """The state of the index (folder or database), without loading it."""
+    if uses_database(settings):
+        from qa.pg_store import database_status
+
+        return database_status(settings)
+    from qa.index import index_status as folder_status
+
+    return folder_status(settings)
 
 
 def open_engine(settings: Settings, embedder=None) -> Engine:
     """Load the model (the fast encoder when it can, see qa.model.load_encoder) and the current
     index, refusing an index built with another model."""
     embedder = embedder or load_encoder(settings)
-    store = load_index(settings.index)
-    set_search_threads(settings)
+    store = open_store(settings)
     check_compatible(store, settings, embedder.get_embedding_dimension())
     return Engine(settings, embedder, store, Retriever(store, embedder), SentenceModel.load())

@@ -21,7 +21,6 @@ batches, so a build of a million passages never holds all its vectors twice in R
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -30,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 from itertools import islice
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import faiss
 import numpy as np
@@ -39,7 +38,7 @@ from qa.config import Settings
 from qa.corpus import Corpus
 from qa.documents import Document
 from qa.lexical import LexicalIndex
-from qa.passages import CITING, Passage, passages_for
+from qa.passages import CITING, Passage
 from qa.store import (
     Articles,
     DocumentInfo,
@@ -47,17 +46,19 @@ from qa.store import (
     IndexUnusableError,
     Manifest,
     MissingIndexError,
+    Progress,
+    corpus_passages,
+    embed_batches,
     stale_reasons,
+    text_key,
+    vector_index_description,
 )
 from qa.text import without_footnotes
 
 FORMAT_VERSION = 2  # 2: passages.json in columns; title and section in the embedded texts; sentence footnotes
 POINTER = "CURRENT"
 LOCK = ".build.lock"
-EMBED_BATCH = 32
 PASSAGE_VECTORS = ".passages.npy"  # the staging folder's passage vectors, until they are in FAISS
-
-Progress = Callable[[int, int], None]
 
 
 @dataclass
@@ -73,6 +74,7 @@ class SearchIndex:
     sentence_matrix: np.ndarray  # one vector per sentence, in passage order (memory-mapped)
     sentence_rows: np.ndarray  # first row of each passage's sentences in sentence_matrix
     document_rows: dict[str, tuple[int, int]]  # doc_id → its passages' rows [first, last + 1)
+    searches_in_parallel = True  # FAISS releases the GIL while it searches, and so does most of BM25's numpy
 
     @property
     def location(self) -> str:
@@ -128,6 +130,9 @@ class SearchIndex:
                     counts[number] = counts.get(number, 0) + 1
         return counts
 
+    def follow_current(self) -> None:
+        """A loaded folder keeps the build it loaded (the app reloads it after a rebuild)."""
+
 
 def dense_text(passage: Passage) -> str:
     """What is embedded for a passage: where it is (article title, section), then its text
@@ -154,7 +159,7 @@ def lexical_text(passage: Passage) -> str:
 class BuildReport:
     """What a build did."""
 
-    folder: Path
+    folder: Path | str  # or a database location (without password)
     documents: int
     passages: int
     embedded: int  # texts (passages and sentences) embedded by this build
@@ -173,9 +178,7 @@ def build_index(
     one waits for it. If anything fails, the previous build stays current.
     """
     started = time.perf_counter()
-    passages = [p for d in corpus.documents for p in passages_for(d, settings.chunk_size, settings.chunk_overlap)]
-    if not passages:
-        raise IndexUnusableError(f"no passages: the corpus folder {corpus.folder} has no readable article")
+    passages = corpus_passages(corpus, settings)
     texts = embedded_texts(passages)
     root = settings.index
     root.mkdir(parents=True, exist_ok=True)
@@ -183,7 +186,7 @@ def build_index(
         _remove_leftovers(root)
         previous = None if full else _previous_build(root, settings)
         old_rows = {} if previous is None else previous.rows
-        reused = {i: old_rows[key] for i, text in enumerate(texts) if (key := _text_key(text)) in old_rows}
+        reused = {i: old_rows[key] for i, text in enumerate(texts) if (key := text_key(text)) in old_rows}
         missing = [i for i in range(len(texts)) if i not in reused]
         dimension = previous.dimension if previous else embedder.get_embedding_dimension()
         with staged_build(root, len(passages), len(texts) - len(passages), dimension) as stage:
@@ -270,13 +273,12 @@ def staged_build(root: Path, passages: int, sentences: int, dimension: int):
 def vector_index(dimension: int, count: int, settings: Settings) -> tuple[faiss.Index, dict]:
     """The FAISS index for ``count`` passage vectors and its description for the manifest:
     exact inner product up to ``settings.ann_threshold`` passages, HNSW above."""
-    if count <= settings.ann_threshold:
-        return faiss.IndexFlatIP(dimension), {"type": "flat"}
+    description = vector_index_description(count, settings)
+    if description["type"] == "flat":
+        return faiss.IndexFlatIP(dimension), description
     index = faiss.IndexHNSWFlat(dimension, settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = settings.hnsw_ef_construction
     index.hnsw.efSearch = settings.hnsw_ef_search
-    description = {"type": "hnsw", "m": settings.hnsw_m, "ef_construction": settings.hnsw_ef_construction,
-                   "ef_search": settings.hnsw_ef_search}
     return index, description
 
 
@@ -312,10 +314,6 @@ def is_building(root: Path) -> bool:
         return False
 
 
-def _text_key(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 @dataclass
 class _PreviousBuild:
     """The vectors of the current build, found by text: reused by an incremental build."""
@@ -348,7 +346,7 @@ def _previous_build(root: Path, settings: Settings) -> _PreviousBuild | None:
         return None
     if index.manifest.model != settings.model:
         return None
-    rows = {_text_key(text): row for row, text in enumerate(embedded_texts(index.passages))}
+    rows = {text_key(text): row for row, text in enumerate(embedded_texts(index.passages))}
     return _PreviousBuild(index, rows, index.manifest.dimension)
 
 
@@ -438,7 +436,7 @@ def current_build(root: Path) -> Path:
 class IndexStatus:
     """What `qa status` and the app's sidebar show, read from the manifest alone."""
 
-    folder: Path
+    folder: Path | str  # or a database location (without password)
     exists: bool
     building: bool
     problem: str | None = None  # why the index cannot be used, if it cannot
@@ -465,12 +463,8 @@ def index_status(settings: Settings) -> IndexStatus:
 
 def _embed_into(stage: StagedBuild, embedder, texts: list[str], rows: list[int], progress: Progress | None) -> None:
     """Embed the texts at ``rows``, a batch at a time, straight into the build's vector files."""
-    for start in range(0, len(rows), EMBED_BATCH):
-        batch = rows[start : start + EMBED_BATCH]
-        vectors = embedder.encode([texts[i] for i in batch], prompt_name="passage", normalize_embeddings=True, convert_to_numpy=True)
-        stage.put(np.array(batch), np.asarray(vectors, dtype=np.float32))
-        if progress:
-            progress(min(start + EMBED_BATCH, len(rows)), len(rows))
+    for batch, vectors in embed_batches(embedder, texts, rows, progress):
+        stage.put(batch, vectors)
 
 
 def _passages_payload(documents: tuple[Document, ...], passages: list[Passage]) -> dict:

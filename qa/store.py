@@ -10,15 +10,18 @@ all documents).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Protocol
+import hashlib
+from typing import Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 
 from qa.config import Settings
-from qa.corpus import file_hashes
-from qa.passages import Passage
+from qa.corpus import Corpus, file_hashes
+from qa.passages import Passage, passages_for
 
 Articles = frozenset[str] | None
+Progress = Callable[[int, int], None]
+EMBED_BATCH = 32
 
 
 class IndexUnusableError(RuntimeError):
@@ -65,6 +68,7 @@ class PassageStore(Protocol):
     manifest: Manifest
     location: str  # where it is, for messages (a folder, or a database URL without password)
     documents: dict[str, DocumentInfo]
+    searches_in_parallel: bool  # whether dense_search and lexical_search may run at once, on two threads
 
     def dense_search(self, query: np.ndarray, width: int, articles: Articles = None) -> np.ndarray:
         """Rows of the ``width`` passages whose vectors are nearest the query (shape (dimension,))."""
@@ -86,11 +90,15 @@ class PassageStore(Protocol):
         """The vectors of the sentences of the passages at these rows, stacked in row order,
         and where each passage's sentences start in that stack (len(rows) + 1 offsets)."""
 
-    def neighbours(self, passage_id: str, around: int = 1) -> list[Passage]:
+    def neighbours(self, passage: Passage, around: int = 1) -> list[Passage]:
         """The passage with up to ``around`` passages before and after it in its document."""
 
     def citation_counts(self, doc_id: str) -> dict[int, int]:
         """For each reference of a document, how many of its article passages cite it."""
+
+    def follow_current(self) -> None:
+        """Before a question: move to the build now current, if the store follows rebuilds made
+        by other processes (a database does; a loaded folder keeps the build it loaded)."""
 
 
 def reference_text(store: PassageStore, doc_id: str, number: int) -> str | None:
@@ -121,3 +129,35 @@ def stale_reasons(manifest: Manifest, settings: Settings) -> list[str]:
     if (manifest.chunk_size, manifest.chunk_overlap) != (settings.chunk_size, settings.chunk_overlap):
         reasons.append("splitting settings changed")
     return reasons
+
+
+def corpus_passages(corpus: Corpus, settings: Settings) -> list[Passage]:
+    """Every passage a build indexes, in row order; refuses a corpus without any."""
+    passages = [p for d in corpus.documents for p in passages_for(d, settings.chunk_size, settings.chunk_overlap)]
+    if not passages:
+        raise IndexUnusableError(f"no passages: the corpus folder {corpus.folder} has no readable article")
+    return passages
+
+
+def text_key(text: str) -> str:
+    """What identifies an embedded text between builds: the sha256 of its UTF-8 bytes (hex)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def embed_batches(embedder, texts: list[str], rows: list[int], progress: Progress | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The normalised passage embeddings of the texts at ``rows``, EMBED_BATCH at a time, as
+    (rows, vectors) pairs, reporting progress after each batch."""
+    for start in range(0, len(rows), EMBED_BATCH):
+        batch = rows[start : start + EMBED_BATCH]
+        vectors = embedder.encode([texts[i] for i in batch], prompt_name="passage", normalize_embeddings=True, convert_to_numpy=True)
+        yield np.array(batch, dtype=np.int64), np.asarray(vectors, dtype=np.float32)
+        if progress:
+            progress(min(start + EMBED_BATCH, len(rows)), len(rows))
+
+
+def vector_index_description(count: int, settings: Settings) -> dict:
+    """How ``count`` passage vectors are searched, as recorded in the manifest: exactly up to
+    ``settings.ann_threshold`` passages, HNSW above (both backends)."""
+    if count <= settings.ann_threshold:
+        return {"type": "flat"}
+    return {"type": "hnsw", "m": settings.hnsw_m, "ef_construction": settings.hnsw_ef_construction, "ef_search": settings.hnsw_ef_search}

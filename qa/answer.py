@@ -178,7 +178,7 @@ def unknown_names(question: str, retrieval: Retrieval, store: PassageStore) -> l
     if retrieval.term_coverage < SAME_LANGUAGE_COVERAGE:
         return []
     names = _NAME.findall(question.strip())
-    return [name for name in names if (found := terms(name)) and not store.known_terms(found)]
+    return [name for name in names if (found := terms(name)) and not any(store.document_frequencies(found).values())]
 
 
 def footnotes_backing(passage: Passage, span: tuple[int, int]) -> tuple[int, ...]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from qa.answer import Answer, QuestionError
@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--json", action="store_true", help="one JSON object")
     train = commands.add_parser("train-selector", help="train the answering-sentence model on questions with known answers")
     train.add_argument("file", type=Path, help="questions (JSON lines with answer and doc, like piaf-dev's)")
+    train.add_argument("--also", nargs=2, action="append", default=[], type=Path, metavar=("FILE", "INDEX"),
+                       help="more questions, on the corpus of another index (repeatable)")
     train.add_argument("--output", type=Path, help="where to write the model (default: qa/sentence_model.json)")
     args = parser.parse_args(argv)
     settings = Settings.from_env(corpus=args.corpus, index=args.index, model=args.model)
@@ -120,16 +122,22 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _train(settings: Settings, args: argparse.Namespace) -> int:
-    from qa.engine import open_engine
+    from qa.engine import open_retriever
     from qa.evaluate import read_cases
     from qa.selector import MODEL_FILE, SentenceModel, accuracy, cross_validate, example, train
 
-    engine = open_engine(settings)
-    cases = [c for c in read_cases(args.file) if c.answer]
-    examples = [e for c in cases if (e := example(engine.retriever, c.question, c.answer, c.doc)) is not None]
-    reachable = [e for e in examples if e.labels.any()]
-    print(f"{len(cases)} answerable questions; the answer is in a candidate sentence for {len(reachable)}")
-    print(f"sentence accuracy, current model:             {accuracy(engine.sentence_model, examples):.3f}")
+    examples, embedder = [], None
+    for file, index in [(args.file, settings.index), *((f, index_location(str(i))) for f, i in args.also)]:
+        retriever = open_retriever(replace(settings, index=index), embedder)
+        embedder = retriever.embedder
+        cases = [c for c in read_cases(file) if c.answer]
+        found = [e for c in cases if (e := example(retriever, c.question, c.answer, c.doc or file.stem)) is not None]
+        print(f"{file}: {len(cases)} answerable questions; the answer is in a candidate sentence for {sum(e.labels.any() for e in found)}")
+        examples += found
+    try:
+        print(f"sentence accuracy, current model:             {accuracy(SentenceModel.load(), examples):.3f}")
+    except ValueError as error:
+        print(f"current model: {error}")
     print(f"sentence accuracy, trained on other articles: {cross_validate(examples):.3f} (5 folds by article)")
     model = train([(e.features, e.labels) for e in examples])
     output = args.output or MODEL_FILE

@@ -37,8 +37,8 @@ class Settings:
     # Threads torch uses to embed questions (0: torch's default, one per core). One thread is
     # a little slower on an idle machine and many times faster on a busy one (docs/BENCHMARKS.md).
     torch_threads: int = 1
-    # Passage splitting (characters): short enough to read at a glance, chosen by measurement (README).
-    chunk_size: int = 400
+    # Passage splitting (characters); chosen by measurement, see README.
+    chunk_size: int = 1000
     chunk_overlap: int = 0
     top_k: int = 3
     max_question_chars: int = 1000

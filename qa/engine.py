@@ -81,10 +81,16 @@ def index_status(settings: Settings) -> IndexStatus:
     return folder_status(settings)
 
 
-def open_engine(settings: Settings, embedder=None) -> Engine:
+def open_retriever(settings: Settings, embedder=None) -> Retriever:
     """Load the model (the fast encoder when it can, see qa.model.load_encoder) and the current
     index, refusing an index built with another model."""
     embedder = embedder or load_encoder(settings)
     store = open_store(settings)
     check_compatible(store, settings, embedder.get_embedding_dimension())
-    return Engine(settings, embedder, store, Retriever(store, embedder), SentenceModel.load())
+    return Retriever(store, embedder)
+
+
+def open_engine(settings: Settings, embedder=None) -> Engine:
+    """The retriever (``open_retriever``) and the answering-sentence model."""
+    retriever = open_retriever(settings, embedder)
+    return Engine(settings, retriever.embedder, retriever.store, retriever, SentenceModel.load())

@@ -42,6 +42,7 @@ from qa.passages import CITING, Passage
 from qa.store import (
     Articles,
     DocumentInfo,
+    EmbeddedText,
     IncompatibleIndexError,
     IndexUnusableError,
     Manifest,
@@ -50,12 +51,12 @@ from qa.store import (
     corpus_passages,
     embed_batches,
     stale_reasons,
-    text_key,
     vector_index_description,
 )
 from qa.text import without_footnotes
 
-FORMAT_VERSION = 2  # 2: passages.json in columns; title and section in the embedded texts; sentence footnotes
+FORMAT_VERSION = 2  # 2: passages.json in columns; title and section in the embedded texts; sentence footnotes;
+# sentences embedded with the query prompt and the sentence before them
 POINTER = "CURRENT"
 LOCK = ".build.lock"
 PASSAGE_VECTORS = ".passages.npy"  # the staging folder's passage vectors, until they are in FAISS
@@ -94,8 +95,8 @@ class SearchIndex:
     def lexical_search(self, query_terms: list[str], width: int, articles: Articles = None) -> tuple[np.ndarray, np.ndarray]:
         return self.lexical.top(query_terms, width, None if articles is None else self.rows_of(articles))
 
-    def known_terms(self, query_terms: Iterable[str]) -> set[str]:
-        return {t for t in query_terms if self.lexical.knows(t)}
+    def document_frequencies(self, query_terms: Iterable[str]) -> dict[str, int]:
+        return {t: self.lexical.document_frequency(t) for t in query_terms}
 
     def passages_at(self, rows: np.ndarray) -> list[Passage]:
         return [self.passages[row] for row in rows]
@@ -141,13 +142,17 @@ def dense_text(passage: Passage) -> str:
 
 
 def sentence_texts(passage: Passage) -> list[str]:
-    """What is embedded for each sentence of a passage: the article title, then the sentence."""
-    return [f"{passage.title}. {without_footnotes(passage.text[a:b])}" for a, b in passage.sentences]
+    """What is embedded for each sentence of a passage: the article title, the sentence before
+    it in the passage (what "it" or "he" refers to), then the sentence."""
+    sentences = [without_footnotes(passage.text[a:b]) for a, b in passage.sentences]
+    return [f"{passage.title}. {' '.join(sentences[max(0, i - 1) : i + 1])}" for i in range(len(sentences))]
 
 
-def embedded_texts(passages: list[Passage]) -> list[str]:
-    """Every text a build embeds, in its row order: the passages, then all their sentences."""
-    return [dense_text(p) for p in passages] + [text for p in passages for text in sentence_texts(p)]
+def embedded_texts(passages: list[Passage]) -> list[EmbeddedText]:
+    """Every text a build embeds, in its row order: the passages, then all their sentences.
+    Sentences are embedded with the question's prompt: E5 compares two texts of the same kind
+    with "query: " on both sides, and a sentence is compared with a question (README, issue 10)."""
+    return [EmbeddedText("passage", dense_text(p)) for p in passages] + [EmbeddedText("query", t) for p in passages for t in sentence_texts(p)]
 
 
 def lexical_text(passage: Passage) -> str:
@@ -186,7 +191,7 @@ def build_index(
         _remove_leftovers(root)
         previous = None if full else _previous_build(root, settings)
         old_rows = {} if previous is None else previous.rows
-        reused = {i: old_rows[key] for i, text in enumerate(texts) if (key := text_key(text)) in old_rows}
+        reused = {i: old_rows[text.key] for i, text in enumerate(texts) if text.key in old_rows}
         missing = [i for i in range(len(texts)) if i not in reused]
         dimension = previous.dimension if previous else embedder.get_embedding_dimension()
         with staged_build(root, len(passages), len(texts) - len(passages), dimension) as stage:
@@ -346,7 +351,7 @@ def _previous_build(root: Path, settings: Settings) -> _PreviousBuild | None:
         return None
     if index.manifest.model != settings.model:
         return None
-    rows = {text_key(text): row for row, text in enumerate(embedded_texts(index.passages))}
+    rows = {text.key: row for row, text in enumerate(embedded_texts(index.passages))}
     return _PreviousBuild(index, rows, index.manifest.dimension)
 
 
@@ -461,7 +466,7 @@ def index_status(settings: Settings) -> IndexStatus:
     return IndexStatus(root, True, building, None, manifest, tuple(stale_reasons(manifest, settings)))
 
 
-def _embed_into(stage: StagedBuild, embedder, texts: list[str], rows: list[int], progress: Progress | None) -> None:
+def _embed_into(stage: StagedBuild, embedder, texts: list[EmbeddedText], rows: list[int], progress: Progress | None) -> None:
     """Embed the texts at ``rows``, a batch at a time, straight into the build's vector files."""
     for batch, vectors in embed_batches(embedder, texts, rows, progress):
         stage.put(batch, vectors)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -37,6 +38,11 @@ def terms(text: str) -> list[str]:
     """The BM25 terms of a text: folded, stop words dropped, stemmed."""
     words = [w for w in _WORD.findall(fold(without_footnotes(text))) if w not in FRENCH_STOPWORDS]
     return _stemmer().stemWords(words)
+
+
+def term_weight(document_frequency: int, passages: int) -> float:
+    """A term's inverse document frequency, as BM25 weighs it: rare terms weigh more."""
+    return math.log(1 + (passages - document_frequency + 0.5) / (document_frequency + 0.5))
 
 
 class LexicalIndex:
@@ -79,9 +85,11 @@ class LexicalIndex:
             self._impact_order = (order - indptr[term_of]).astype(np.int32)
         return self._impact_order
 
-    def knows(self, term: str) -> bool:
-        """Whether a term occurs in the indexed passages."""
-        return term in self.model.vocab_dict
+    def document_frequency(self, term: str) -> int:
+        """How many indexed passages contain the term."""
+        term_id = self.model.vocab_dict.get(term)
+        indptr = self.model.scores["indptr"]
+        return 0 if term_id is None else int(indptr[term_id + 1] - indptr[term_id])
 
     def top(self, query_terms: list[str], width: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Rows and BM25 scores of the ``width`` best passages (among ``allowed`` rows, if

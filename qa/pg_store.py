@@ -57,7 +57,6 @@ from qa.store import (
     corpus_passages,
     embed_batches,
     stale_reasons,
-    text_key,
     vector_index_description,
 )
 
@@ -242,8 +241,10 @@ class DatabaseStore:
             (terms, repeats, allowed, allowed, width))
         return np.array([r for r, _ in rows], dtype=np.int64), np.array([s for _, s in rows], dtype=np.float32)
 
-    def known_terms(self, query_terms: Iterable[str]) -> set[str]:
-        return {t for t, in self.query("SELECT term FROM {postings} WHERE build_id = %s AND term = ANY(%s)", (list(set(query_terms)),))}
+    def document_frequencies(self, query_terms: Iterable[str]) -> dict[str, int]:
+        query_terms = list(query_terms)
+        found = dict(self.query("SELECT term, cardinality(rows) FROM {postings} WHERE build_id = %s AND term = ANY(%s)", (list(set(query_terms)),)))
+        return {t: found.get(t, 0) for t in query_terms}
 
     def passages_at(self, rows: np.ndarray) -> list[Passage]:
         found = {r[0]: _passage(r) for r in self.query(f"SELECT {PASSAGE_COLUMNS} FROM {{passages}} WHERE build_id = %s AND row = ANY(%s)",
@@ -397,7 +398,7 @@ class DatabaseBuild:
         """Write passages (continuing the rows) with their vectors, and their sentences' vectors in order."""
         first = len(self.passages)
         texts = embedded_texts(passages)
-        keys = [bytes.fromhex(text_key(t)) for t in texts]
+        keys = [bytes.fromhex(t.key) for t in texts]
         build = self.build_id
         with self.connection.cursor().copy(sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(table("passages", build))) as copy:
             copy.set_types(["bigint", "int4", "text", "text", "text", "text", "text", "text", "int4", "int4", "int4[]", "int4[]",
@@ -510,7 +511,7 @@ def build_database(corpus: Corpus, settings: Settings, embedder, progress: Progr
         vectors = np.zeros((len(texts), dimension), dtype=np.float32)
         missing = []
         for row, text in enumerate(texts):
-            vector = known.get(bytes.fromhex(text_key(text)))
+            vector = known.get(bytes.fromhex(text.key))
             if vector is None:
                 missing.append(row)
             else:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qa.lexical import terms
+from qa.lexical import term_weight, terms
 from qa.passages import Passage
 from qa.store import Articles, PassageStore
 
@@ -42,6 +42,7 @@ class Retrieval:
     query_vector: np.ndarray
     query_terms: tuple[str, ...]
     term_coverage: float  # share of the question's terms found in the corpus vocabulary
+    term_weights: dict[str, float]  # each question term's inverse document frequency (qa.lexical.term_weight)
     hits: list[Hit]
 
 
@@ -98,15 +99,16 @@ class Retriever:
         """Fuse dense and BM25 scores of the candidates; the k best become hits."""
         store, rows, query = self.store, candidates.rows, candidates.query
         if not len(rows):
-            return Retrieval(candidates.question, query, candidates.query_terms, 0.0, [])
+            return Retrieval(candidates.question, query, candidates.query_terms, 0.0, {}, [])
         passage_cosine = store.passage_vectors(rows) @ query
         sentence_vectors, offsets = store.sentence_vectors(rows)
         sentence_cosines = sentence_vectors @ query
         best_sentence = np.maximum.reduceat(sentence_cosines, offsets[:-1])
         dense = (1 - SENTENCE_WEIGHT) * passage_cosine + SENTENCE_WEIGHT * best_sentence
         query_terms = candidates.query_terms
-        known = store.known_terms(query_terms)
-        coverage = sum(t in known for t in query_terms) / len(query_terms) if query_terms else 0.0
+        frequencies = store.document_frequencies(query_terms)
+        coverage = sum(frequencies[t] > 0 for t in query_terms) / len(query_terms) if query_terms else 0.0
+        weights = {t: term_weight(n, store.manifest.passages) for t, n in frequencies.items()}
         fused = dense + self.lexical_weight * coverage * candidates.lexical
         best = np.argsort(-fused, kind="stable")[:k]
         passages = store.passages_at(rows[best])
@@ -115,4 +117,4 @@ class Retriever:
                 tuple(float(c) for c in sentence_cosines[offsets[i] : offsets[i + 1]]))
             for passage, i in zip(passages, best)
         ]
-        return Retrieval(candidates.question, query, query_terms, coverage, hits)
+        return Retrieval(candidates.question, query, query_terms, coverage, weights, hits)

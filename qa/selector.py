@@ -1,16 +1,18 @@
 """The answering sentence, chosen among the sentences of the top passages by a small linear model.
 
 Each candidate sentence is described by a few signals: its own cosine to the question, the
-fused score of its passage, the share of the question's terms it carries, and whether it holds
-the kind of answer the question asks for. A linear model weighs them; it is trained listwise
-(softmax over the candidates of a question) on development questions whose answer is known,
-and checked on articles it was not trained on (``python -m qa train-selector``). Its weights
-are a small JSON file, ``qa/sentence_model.json``.
+fused score of its passage, how much of the question's terms it carries (each term weighed by
+its rarity, and in order), what its neighbours carry, how much it says besides, and whether it
+holds the kind of answer the question asks for. A linear model weighs them; it is trained
+listwise (softmax over the candidates of a question) on development questions whose answer is
+known, and checked on articles it was not trained on (``python -m qa train-selector``). Its
+weights are a small JSON file, ``qa/sentence_model.json``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +35,14 @@ FEATURES = (
     "term_share",  # share of the question's terms found in the sentence
     "answer_type",  # +1 holds the year/date/number asked for, -1 lacks it, 0 nothing asked
     "new_names",  # a "qui/who" question and a name the question does not have (0 or 1)
+    "weighted_share",  # share of the question's term weight (rare terms weigh more) in the sentence
+    "pair_share",  # share of the question's pairs of consecutive terms found consecutive in the sentence
+    "previous_share",  # weighted_share of the sentence before it in its passage (0 for the first)
+    "next_share",  # … of the sentence after it (0 for the last)
+    "new_terms",  # log(1 + the sentence's terms the question does not have): where an answer can be
+    "length",  # log(1 + its length in characters)
+    "opens_passage",  # 1 for the first sentence of its passage
+    "weighted_share_gap",  # weighted_share minus the best among the candidates
 )
 
 
@@ -45,20 +55,34 @@ class Candidate:
 def candidates(retrieval: Retrieval) -> tuple[list[Candidate], np.ndarray]:
     """The sentences of the top DEPTH passages and their features, one row each."""
     hits = retrieval.hits[:DEPTH]
-    wanted = set(retrieval.query_terms)
+    question_terms = list(retrieval.query_terms)
+    wanted = set(question_terms)
+    pairs = set(zip(question_terms, question_terms[1:]))
+    total_weight = sum(retrieval.term_weights.get(t, 0.0) for t in wanted) or 1.0
+
+    def weighted_share(found: set[str]) -> float:
+        return sum(retrieval.term_weights.get(t, 0.0) for t in wanted & found) / total_weight
+
     best_cosine = max(max(h.sentence_cosines) for h in hits)
     found, rows = [], []
     for number, hit in enumerate(hits):
-        for span, cosine in zip(hit.passage.sentences, hit.sentence_cosines):
-            sentence = hit.passage.text[span[0] : span[1]]
-            share = len(wanted & set(terms(sentence))) / len(wanted) if wanted else 0.0
+        sentences = [hit.passage.text[a:b] for a, b in hit.passage.sentences]
+        sentence_terms = [terms(sentence) for sentence in sentences]
+        shares = [weighted_share(set(t)) for t in sentence_terms]
+        for j, (span, cosine, sentence, these) in enumerate(zip(hit.passage.sentences, hit.sentence_cosines, sentences, sentence_terms)):
+            share = len(wanted & set(these)) / len(wanted) if wanted else 0.0
             found.append(Candidate(number, span))
-            rows.append((
+            rows.append([
                 cosine, cosine - best_cosine, hit.score, hit.score - hits[0].score,
                 hit.lexical * retrieval.term_coverage, share,
                 answer_type_fit(retrieval.question, sentence), float(names_new_to(retrieval.question, sentence)),
-            ))
-    return found, np.array(rows, dtype=np.float64)
+                shares[j], len(pairs & set(zip(these, these[1:]))) / max(1, len(pairs)),
+                shares[j - 1] if j > 0 else 0.0, shares[j + 1] if j + 1 < len(shares) else 0.0,
+                math.log1p(len(set(these) - wanted)), math.log1p(len(sentence)), float(j == 0), 0.0,
+            ])
+    features = np.array(rows, dtype=np.float64)
+    features[:, -1] = features[:, FEATURES.index("weighted_share")] - features[:, FEATURES.index("weighted_share")].max()
+    return found, features
 
 
 @dataclass(frozen=True)

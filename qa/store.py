@@ -77,8 +77,8 @@ class PassageStore(Protocol):
         """Rows and BM25 scores of the ``width`` best passages for the terms, best first (only
         passages with a positive score)."""
 
-    def known_terms(self, query_terms: Iterable[str]) -> set[str]:
-        """Those of the terms that occur in the indexed passages."""
+    def document_frequencies(self, query_terms: Iterable[str]) -> dict[str, int]:
+        """For each of the terms, how many indexed passages contain it (0 for an unknown term)."""
 
     def passages_at(self, rows: np.ndarray) -> list[Passage]:
         """The passages at these rows, in the same order."""
@@ -139,18 +139,27 @@ def corpus_passages(corpus: Corpus, settings: Settings) -> list[Passage]:
     return passages
 
 
-def text_key(text: str) -> str:
-    """What identifies an embedded text between builds: the sha256 of its UTF-8 bytes (hex)."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+@dataclass(frozen=True)
+class EmbeddedText:
+    """A text a build embeds, with the model prompt it is embedded under ("passage" or "query")."""
+
+    prompt: str
+    text: str
+
+    @property
+    def key(self) -> str:
+        """What identifies it between builds: the sha256 (hex) of its prompt and text."""
+        return hashlib.sha256(f"{self.prompt}\n{self.text}".encode("utf-8")).hexdigest()
 
 
-def embed_batches(embedder, texts: list[str], rows: list[int], progress: Progress | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """The normalised passage embeddings of the texts at ``rows``, EMBED_BATCH at a time, as
+def embed_batches(embedder, texts: list[EmbeddedText], rows: list[int], progress: Progress | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The normalised embeddings of the texts at ``rows``, EMBED_BATCH at a time, as
     (rows, vectors) pairs, reporting progress after each batch."""
     for start in range(0, len(rows), EMBED_BATCH):
-        batch = rows[start : start + EMBED_BATCH]
-        vectors = embedder.encode([texts[i] for i in batch], prompt_name="passage", normalize_embeddings=True, convert_to_numpy=True)
-        yield np.array(batch, dtype=np.int64), np.asarray(vectors, dtype=np.float32)
+        for prompt in dict.fromkeys(texts[i].prompt for i in rows[start : start + EMBED_BATCH]):
+            batch = [i for i in rows[start : start + EMBED_BATCH] if texts[i].prompt == prompt]
+            vectors = embedder.encode([texts[i].text for i in batch], prompt_name=prompt, normalize_embeddings=True, convert_to_numpy=True)
+            yield np.array(batch, dtype=np.int64), np.asarray(vectors, dtype=np.float32)
         if progress:
             progress(min(start + EMBED_BATCH, len(rows)), len(rows))
 

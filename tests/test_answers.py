@@ -12,17 +12,10 @@ from conftest import ROOT, dev_questions
 from qa.answer import QuestionError
 from qa.text import squash_spaces
 
-# With 400-character passages, two answers need the sentence before them, now in the previous
-# passage: fr-046 ("les déclare bienvenus") is not in the top 3, and fr-019's expected note [3]
-# closes the sentence before the answer (README, "Passage size").
-NEEDS_THE_PREVIOUS_PASSAGE = {"fr-019", "fr-046"}
-ANSWERABLE = [
-    pytest.param(q, id=q["id"], marks=[pytest.mark.xfail(strict=True, reason="needs the previous passage")] * (q["id"] in NEEDS_THE_PREVIOUS_PASSAGE))
-    for q in dev_questions() if q["answer"]
-]
+ANSWERABLE = [q for q in dev_questions() if q["answer"]]
 
 
-@pytest.mark.parametrize("case", ANSWERABLE)
+@pytest.mark.parametrize("case", ANSWERABLE, ids=[q["id"] for q in ANSWERABLE])
 def test_a_passage_with_the_answer_is_in_the_top_3_and_cites_the_expected_footnotes(engine, case):
     answer = engine.ask(case["question"], k=3)
     holding = [p for p in answer.passages if squash_spaces(case["answer"]) in squash_spaces(p.passage.text)]

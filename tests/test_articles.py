@@ -17,11 +17,13 @@ from qa.evaluate import compare_runs, evaluate, read_cases, read_run, write_run
 from qa.selector import FEATURES, SentenceModel, accuracy, example
 
 PIAF = ROOT / "eval" / "piaf-dev"
+# Passages of at most 400 characters, overlapping by up to 200 (README, "Measured").
+MANY_ARTICLES = {"chunk_size": 400, "chunk_overlap": 200}
 
 
 @pytest.fixture(scope="module")
 def piaf_engine(tmp_path_factory, embedder):
-    settings = Settings.from_env(corpus=PIAF / "corpus", index=tmp_path_factory.mktemp("piaf-index"))
+    settings = Settings.from_env(corpus=PIAF / "corpus", index=tmp_path_factory.mktemp("piaf-index"), **MANY_ARTICLES)
     build(settings, embedder)
     return open_engine(settings, embedder)
 
@@ -34,15 +36,15 @@ def piaf_run(piaf_engine):
 def test_piaf_dev_questions_find_their_passage_and_sentence(piaf_run):
     overall = piaf_run[0]["overall"]
     assert overall["questions"] == 644
-    # measured: 0.748, 0.905, 0.661 (README); the issue asks 0.75, 0.90 and 0.70
-    assert overall["recall@1"] >= 0.73
-    assert overall["recall@3"] >= 0.89
-    assert overall["sentence_has_answer"] >= 0.64
+    # measured: 0.769, 0.915, 0.693 (README); the issue asks 0.75, 0.90 and 0.70
+    assert overall["recall@1"] >= 0.75
+    assert overall["recall@3"] >= 0.90
+    assert overall["sentence_has_answer"] >= 0.67
 
 
 def test_passages_stay_short_enough_to_read(piaf_engine):
     prose = [p for p in piaf_engine.store.passages if p.kind == "text"]
-    assert max(len(p.text) for p in prose if len(p.sentences) > 1) <= Settings().chunk_size <= 450
+    assert max(len(p.text) for p in prose if len(p.sentences) > 1) <= MANY_ARTICLES["chunk_size"]
 
 
 def test_eval_reports_each_article(piaf_run):

@@ -88,7 +88,7 @@ def test_gathered_sentence_vectors_match_each_passage_s_own(engine):
 
 def test_bm25_top_reads_postings_and_agrees_with_scoring_every_passage(synthetic):
     query_terms = terms("Quelle est la longueur de la frontière entre la Russie et le Kazakhstan ?")
-    every = synthetic.lexical.model.get_scores([t for t in query_terms if synthetic.lexical.knows(t)])
+    every = synthetic.lexical.model.get_scores([t for t in query_terms if synthetic.lexical.document_frequency(t)])
     rows, scores = synthetic.lexical_search(query_terms, 50)
     assert np.allclose(scores, np.sort(every)[::-1][:50], rtol=1e-5)
     assert np.allclose(every[rows], scores, rtol=1e-5)
@@ -103,7 +103,7 @@ def test_bm25_threshold_top_finds_the_exact_top_reading_postings_by_weight(synth
     scores; the same passages, but for ties at the last place)."""
     monkeypatch.setattr("qa.lexical.EXHAUSTIVE_POSTINGS", 0)
     query_terms = terms(question)
-    every = synthetic.lexical.model.get_scores(query_terms_known := [t for t in query_terms if synthetic.lexical.knows(t)])
+    every = synthetic.lexical.model.get_scores(query_terms_known := [t for t in query_terms if synthetic.lexical.document_frequency(t)])
     if not query_terms_known:
         return
     rows, scores = synthetic.lexical_search(query_terms, 20)

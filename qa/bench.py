@@ -246,7 +246,12 @@ def build_synthetic(source: SearchIndex, count: int, seed: int, settings: Settin
 
 def total_sentences(count: int, seed: int) -> int:
     """How many sentences ``synthetic_batches`` makes for ``count`` passages."""
-    return int(np.random.default_rng(seed).integers(1, 6, size=count).sum())
+    return int(passage_lengths(np.random.default_rng(seed), count).sum())
+
+
+def passage_lengths(rng: np.random.Generator, count: int) -> np.ndarray:
+    """The sentence count of each synthetic passage: 1 to 5, the RNG's first draw for a seed."""
+    return rng.integers(1, 6, size=count)
 
 
 def synthetic_batches(source: SearchIndex, count: int, seed: int, batch_size: int):
@@ -258,7 +263,7 @@ def synthetic_batches(source: SearchIndex, count: int, seed: int, batch_size: in
         for row, (a, b) in enumerate(passage.sentences, source.sentence_rows[position])
     ]
     rng = np.random.default_rng(seed)
-    lengths = rng.integers(1, 6, size=count)
+    lengths = passage_lengths(rng, count)
     picks = rng.integers(0, len(sentences), size=int(lengths.sum()))
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     for start in range(0, count, batch_size):

@@ -362,11 +362,8 @@ def load_index(root: Path) -> SearchIndex:
         manifest = _read_manifest(folder)
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise IndexUnusableError(f"the index in {folder} is unreadable ({error}); rebuild it with `python -m qa build`") from error
-    if manifest.format_version != FORMAT_VERSION:
-        raise IncompatibleIndexError(
-            f"the index in {folder} has format {manifest.format_version}, not {FORMAT_VERSION} (written by another "
-            "version of citeqa); rebuild it with `python -m qa build`"
-        )
+    if problem := format_problem(folder, manifest):
+        raise IncompatibleIndexError(problem)
     try:
         payload = json.loads((folder / "passages.json").read_text("utf-8"))
         passages = _passages_from_json(payload["passages"])
@@ -387,6 +384,14 @@ def load_index(root: Path) -> SearchIndex:
     if sentence_rows[-1] != len(sentence_vectors):
         raise IndexUnusableError(f"the index in {folder} has sentence vectors that do not match its passages; rebuild it")
     return SearchIndex(folder, manifest, passages, documents, vectors, lexical, sentence_vectors, sentence_rows, document_rows(passages))
+
+
+def format_problem(location: Path, manifest: Manifest) -> str | None:
+    """Why an index written in another format cannot be read, or None."""
+    if manifest.format_version == FORMAT_VERSION:
+        return None
+    return (f"the index in {location} has format {manifest.format_version}, not {FORMAT_VERSION} (written by another "
+            "version of citeqa); rebuild it with `python -m qa build`")
 
 
 def set_search_threads(settings: Settings) -> None:
@@ -460,8 +465,7 @@ def index_status(settings: Settings) -> IndexStatus:
         return IndexStatus(root, False, building, str(error))
     except (IndexUnusableError, OSError, ValueError, TypeError) as error:
         return IndexStatus(root, True, building, f"the index in {root} is unreadable ({error}); rebuild it")
-    if manifest.format_version != FORMAT_VERSION:
-        problem = f"the index in {root} has format {manifest.format_version}, not {FORMAT_VERSION}; rebuild it"
+    if problem := format_problem(root, manifest):
         return IndexStatus(root, True, building, problem, manifest)
     return IndexStatus(root, True, building, None, manifest, tuple(stale_reasons(manifest, settings)))
 

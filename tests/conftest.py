@@ -38,12 +38,14 @@ def index_dir(tmp_path_factory, embedder) -> Path:
 
 
 @pytest.fixture
-def private_corpus(tmp_path, embedder) -> Settings:
-    """Settings for a private copy of the bundled corpus, with an index built from it."""
+def private_corpus(tmp_path, index_dir, embedder) -> Settings:
+    """Settings for a private copy of the bundled corpus, with an index built from it (a real
+    build, started from a copy of the session's index so that it reuses its vectors)."""
     folder = tmp_path / "corpus"
     folder.mkdir()
     shutil.copy(CORPUS_FILE, folder)
     settings = Settings.from_env(corpus=folder, index=tmp_path / "index")
+    shutil.copytree(index_dir, settings.index)
     build(settings, embedder)
     return settings
 

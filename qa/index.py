@@ -55,8 +55,9 @@ from qa.store import (
 )
 from qa.text import without_footnotes
 
-FORMAT_VERSION = 2  # 2: passages.json in columns; title and section in the embedded texts; sentence footnotes;
-# sentences embedded with the query prompt and the sentence before them
+# 2: passages.json in columns. 3: title and section in the embedded texts, sentences embedded
+# with the query prompt and the sentence before them, sentence footnotes.
+FORMAT_VERSION = 3
 POINTER = "CURRENT"
 LOCK = ".build.lock"
 PASSAGE_VECTORS = ".passages.npy"  # the staging folder's passage vectors, until they are in FAISS

@@ -156,8 +156,9 @@ def embed_batches(embedder, texts: list[EmbeddedText], rows: list[int], progress
     """The normalised embeddings of the texts at ``rows``, EMBED_BATCH at a time, as
     (rows, vectors) pairs, reporting progress after each batch."""
     for start in range(0, len(rows), EMBED_BATCH):
-        for prompt in dict.fromkeys(texts[i].prompt for i in rows[start : start + EMBED_BATCH]):
-            batch = [i for i in rows[start : start + EMBED_BATCH] if texts[i].prompt == prompt]
+        chunk = rows[start : start + EMBED_BATCH]
+        for prompt in dict.fromkeys(texts[i].prompt for i in chunk):
+            batch = [i for i in chunk if texts[i].prompt == prompt]
             vectors = embedder.encode([texts[i].text for i in batch], prompt_name=prompt, normalize_embeddings=True, convert_to_numpy=True)
             yield np.array(batch, dtype=np.int64), np.asarray(vectors, dtype=np.float32)
         if progress:

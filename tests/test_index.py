@@ -87,7 +87,7 @@ def test_a_build_that_fails_half_way_leaves_the_old_index_in_use(private_corpus,
 
 
 def test_passages_come_back_from_disk_exactly_as_they_were_split(private_corpus):
-    """passages.json stores them in columns (format 2); every field of every passage survives."""
+    """passages.json stores them in columns (since format 2); every field of every passage survives."""
     from qa.corpus import read_corpus
     from qa.passages import passages_for
 
@@ -103,10 +103,10 @@ def test_an_index_written_in_the_previous_format_says_to_rebuild_and_a_build_rep
 
     manifest_path = current_build(private_corpus.index) / "manifest.json"
     manifest = json.loads(manifest_path.read_text("utf-8"))
-    manifest_path.write_text(json.dumps({**manifest, "format_version": 1}), "utf-8")
-    with pytest.raises(IncompatibleIndexError, match="format 1, not 2.*python -m qa build"):
+    manifest_path.write_text(json.dumps({**manifest, "format_version": 2}), "utf-8")
+    with pytest.raises(IncompatibleIndexError, match="format 2, not 3.*python -m qa build"):
         load_index(private_corpus.index)
-    assert "format 1" in index_status(private_corpus).problem
+    assert "format 2" in index_status(private_corpus).problem
     report = build(private_corpus, embedder)
     assert report.reused == 0  # the old build's vectors are not trusted: everything is embedded again
-    assert load_index(private_corpus.index).manifest.format_version == 2
+    assert load_index(private_corpus.index).manifest.format_version == 3

@@ -68,9 +68,12 @@ def candidates(retrieval: Retrieval) -> tuple[list[Candidate], np.ndarray]:
     for number, hit in enumerate(hits):
         sentences = [hit.passage.text[a:b] for a, b in hit.passage.sentences]
         sentence_terms = [terms(sentence) for sentence in sentences]
-        shares = [weighted_share(set(t)) for t in sentence_terms]
-        for j, (span, cosine, sentence, these) in enumerate(zip(hit.passage.sentences, hit.sentence_cosines, sentences, sentence_terms)):
-            share = len(wanted & set(these)) / len(wanted) if wanted else 0.0
+        term_sets = [set(t) for t in sentence_terms]
+        shares = [weighted_share(t) for t in term_sets]
+        for j, (span, cosine, sentence, these, term_set) in enumerate(
+            zip(hit.passage.sentences, hit.sentence_cosines, sentences, sentence_terms, term_sets)
+        ):
+            share = len(wanted & term_set) / len(wanted) if wanted else 0.0
             found.append(Candidate(number, span))
             rows.append([
                 cosine, cosine - best_cosine, hit.score, hit.score - hits[0].score,
@@ -78,7 +81,7 @@ def candidates(retrieval: Retrieval) -> tuple[list[Candidate], np.ndarray]:
                 answer_type_fit(retrieval.question, sentence), float(names_new_to(retrieval.question, sentence)),
                 shares[j], len(pairs & set(zip(these, these[1:]))) / max(1, len(pairs)),
                 shares[j - 1] if j > 0 else 0.0, shares[j + 1] if j + 1 < len(shares) else 0.0,
-                math.log1p(len(set(these) - wanted)), math.log1p(len(sentence)), float(j == 0), 0.0,
+                math.log1p(len(term_set - wanted)), math.log1p(len(sentence)), float(j == 0), 0.0,
             ])
     features = np.array(rows, dtype=np.float64)
     features[:, -1] = features[:, FEATURES.index("weighted_share")] - features[:, FEATURES.index("weighted_share")].max()

@@ -32,7 +32,8 @@ _LINE_BREAKS = re.compile(r"[ \t]*(?:\r\n|\r|\n)\s*")
 LABELS = {
     "fr": {
         "found": "Réponse trouvée",
-        "unsure": "Pas de réponse sûre",
+        "likely": "Réponse probable",
+        "unsure": "Pas de réponse dans le corpus",
         "source": "Source",
         "maybe": "Passage peut-être utile",
         "passage": "Passage",
@@ -43,12 +44,15 @@ LABELS = {
         "thanks": "Merci, votre avis est enregistré.",
         "not_saved": "Avis non enregistré",
         "answer": "Réponse",
+        "confidence": "confiance",
+        "sentence": "Phrase",
         "notes": "Notes",
         "also": "Dit aussi dans",
     },
     "en": {
         "found": "Answer found",
-        "unsure": "No confident answer",
+        "likely": "Likely answer",
+        "unsure": "No answer in the corpus",
         "source": "Source",
         "maybe": "Possibly useful passage",
         "passage": "Passage",
@@ -59,6 +63,8 @@ LABELS = {
         "thanks": "Thank you, your feedback is saved.",
         "not_saved": "Feedback not saved",
         "answer": "Answer",
+        "confidence": "confidence",
+        "sentence": "Sentence",
         "notes": "Notes",
         "also": "Also said in",
     },
@@ -70,6 +76,8 @@ EXAMPLES = (
     "When did Putin visit Astana?",
 )
 MAX_K = 10
+# The confidence (probability that the sentence shown is right) from which an answer is "found".
+FOUND_CONFIDENCE = 0.7
 PENDING_QUESTION = "pending_question"  # an example clicked, asked on the next run
 LAST_BUILD = "last_build"  # the BuildReport of this session's latest build
 
@@ -80,13 +88,17 @@ def escape_markdown(text: str) -> str:
     return _LINE_BREAKS.sub("  \n", escaped)
 
 
-def highlighted(text: str, span: tuple[int, int] | None) -> str:
-    """``text`` escaped for Markdown, with the characters in ``span`` (if any) highlighted."""
+def highlighted(text: str, span: tuple[int, int] | None, answer: tuple[int, int] | None = None) -> str:
+    """``text`` escaped for Markdown, with the characters in ``span`` (if any) highlighted and,
+    inside them, those of ``answer`` (the short answer) in bold."""
     if span is None:
         return escape_markdown(text)
     start, end = span
-    before, sentence, after = text[:start], text[start:end], text[end:]
-    return f"{escape_markdown(before)}:orange-background[{escape_markdown(sentence)}]{escape_markdown(after)}"
+    inner = escape_markdown(text[start:end])
+    if answer is not None and start <= answer[0] < answer[1] <= end:
+        a, b = answer
+        inner = f"{escape_markdown(text[start:a])}**{escape_markdown(text[a:b])}**{escape_markdown(text[b:end])}"
+    return f"{escape_markdown(text[:start])}:orange-background[{inner}]{escape_markdown(text[end:])}"
 
 
 def labels_for(language: str) -> dict[str, str]:
@@ -100,12 +112,19 @@ def passage_place(passage: Passage) -> str:
 
 
 def confidence_cue(answer: Answer) -> str:
-    """A badge saying whether the corpus answers, with the best passage's score (Markdown)."""
+    """A badge saying whether the corpus answers and how surely (Markdown): "found" at a
+    confidence of FOUND_CONFIDENCE or more, "likely" below, "no answer" when citeqa abstains.
+    Without a reader there is no confidence: the best passage's score is shown instead."""
     labels = labels_for(answer.language)
-    score = f" · score {answer.passages[0].score:.2f}" if answer.passages else ""
-    if answer.answered:
-        return f":green-badge[:material/check_circle: {labels['found']}{score}]"
-    return f":orange-badge[:material/help: {labels['unsure']}{score}]"
+    if answer.confidence is not None:
+        figure = f" · {labels['confidence']} {answer.confidence:.0%}" if answer.answered else ""
+    else:
+        figure = f" · score {answer.passages[0].score:.2f}" if answer.passages else ""
+    if not answer.answered:
+        return f":orange-badge[:material/help: {labels['unsure']}{figure}]"
+    if answer.confidence is None or answer.confidence >= FOUND_CONFIDENCE:
+        return f":green-badge[:material/check_circle: {labels['found']}{figure}]"
+    return f":blue-badge[:material/info: {labels['likely']}{figure}]"
 
 
 def conversation_markdown(answers: list[Answer]) -> str:
@@ -116,7 +135,9 @@ def conversation_markdown(answers: list[Answer]) -> str:
         labels = labels_for(answer.language)
         parts.append(f"## {number}. {escape_markdown(answer.question)}")
         if answer.answered:
-            parts.append(f"**{labels['answer']}** : {escape_markdown(answer.answer_sentence or '')}")
+            if answer.answer_text:
+                parts.append(f"**{labels['answer']}** : {escape_markdown(answer.answer_text)}")
+            parts.append(f"**{labels['sentence']}** : {escape_markdown(answer.answer_sentence or '')}")
         else:
             parts.append(f"*{escape_markdown(answer.message or '')}*")
         if answer.passages:
@@ -329,13 +350,16 @@ def show_answer(answer: Answer, index: PassageStore) -> None:
     with its place, citations and context, then the others collapsed."""
     labels = labels_for(answer.language)
     cue = confidence_cue(answer)
-    st.markdown(cue if answer.answered else f"{cue}  \n{escape_markdown(answer.message or '')}")
+    if not answer.answered:
+        st.markdown(f"{cue}  \n{escape_markdown(answer.message or '')}")
+    else:
+        st.markdown(cue + (f"  \n**{labels['answer']} : {escape_markdown(answer.answer_text)}**" if answer.answer_text else ""))
     if not answer.passages:
         return
     first, *others = answer.passages
     kind = labels["source"] if answer.answered else labels["maybe"]
     st.caption(f"{kind} · {passage_place(first.passage)}")
-    st.markdown(highlighted(first.passage.text, first.sentence if answer.answered else None))
+    st.markdown(highlighted(first.passage.text, first.sentence if answer.answered else None, first.answer))
     show_citations(answer, first)
     show_same_fact(first, labels)
     show_in_context(index, first, labels)

@@ -1,8 +1,8 @@
 """Answers: the retrieved passages, the sentence that answers, and its footnotes resolved.
 
 Nothing is generated: the answer is a sentence of one of the top passages, chosen by the
-sentence model (qa.selector), with the references its footnote markers point to; its passage
-is shown first. The same fact found in several articles (the same sentence, up to a few words)
+sentence model and the reader (qa.choose), with the short answer the reader found inside it and
+the references its footnote markers point to; its passage is shown first. The same fact found in several articles (the same sentence, up to a few words)
 is shown once, with every source. When the best match is too weak, or the sentence lacks what
 the question asks for (a year, a date, a number), the answer says so in the question's
 language and the passages are offered as possibly useful.
@@ -19,11 +19,14 @@ from qa.lexical import terms
 from qa.passages import Passage
 from qa.question_types import fits_expected_type
 from qa.retrieve import Hit, Retrieval, Retriever
-from qa.selector import DEPTH, SentenceModel
+from qa.choose import Choice, Chooser
+from qa.confidence import SIGNALS, ConfidenceModel
+from qa.selector import DEPTH
+from qa.sources import source_answer, source_question
 from qa.store import Articles, PassageStore, reference_text
 from qa.text import question_language
 
-# Calibrated on dev.jsonl (see README): below this fused score the corpus is taken not to answer.
+# Without a reader (QA_READER=none), calibrated on dev.jsonl: below this fused score the corpus is taken not to answer.
 ANSWER_THRESHOLD = 0.80
 # Extra passages retrieved so that grouping the same fact still leaves k distinct ones.
 GROUPING_SLACK = 3
@@ -66,6 +69,7 @@ class AnswerPassage:
     sentence: tuple[int, int] | None  # the answering sentence's span in passage.text, if here
     footnotes: tuple[Footnote, ...]  # every footnote the passage cites
     same_fact: tuple[Source, ...] = ()  # passages of other articles saying the same, not shown twice
+    answer: tuple[int, int] | None = None  # the short answer's span in passage.text, if here
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,12 @@ class Answer:
     answer_sentence: str | None
     answer_footnotes: tuple[Footnote, ...]  # the footnotes of the answering sentence
     passages: tuple[AnswerPassage, ...]
+    # The short answer: the reader's span in the answering sentence (passages[0].answer), or for a
+    # question asking for a source, the text of the references backing it; None without either.
+    answer_text: str | None = None
+    confidence: float | None = None  # the probability that the answering sentence is right (None: no reader)
+    asks_source: bool = False  # the question asks which source says a fact
+    signals: tuple[float, ...] = ()  # what the confidence models read (qa.confidence.SIGNALS)
 
     @property
     def message(self) -> str | None:
@@ -102,21 +112,28 @@ def check_question(question: str, max_chars: int) -> str:
 
 
 def answer_question(
-    question: str, retriever: Retriever, model: SentenceModel, k: int, max_chars: int = 1000, articles: Articles = None
+    question: str, retriever: Retriever, chooser: Chooser, judge: ConfidenceModel | None, k: int, max_chars: int = 1000,
+    articles: Articles = None,
 ) -> Answer:
-    """Retrieve the top passages, choose the answering sentence among theirs, and show its
-    passage first, then the others, each fact once."""
+    """Retrieve the top passages, choose the answering sentence among theirs and its short answer
+    (for a question asking which source says a fact: the references backing the sentence that
+    states it), judge whether the corpus answers and how surely, and show the sentence's passage
+    first, then the others, each fact once."""
     question = check_question(question, max_chars)
     language = question_language(question)
-    retrieval = retriever.search(question, max(k, DEPTH) + GROUPING_SLACK, articles)
+    asked_source = source_question(question)
+    query = asked_source.fact if asked_source else question
+    retrieval = retriever.search(query, max(k, DEPTH) + GROUPING_SLACK, articles)
     if not retrieval.hits:
         return Answer(question, language, False, None, (), ())
-    chosen = model.choose(retrieval)
+    chosen = chooser.choose(retrieval)
     top = retrieval.hits[chosen.hit]
     sentence = top.passage.text[chosen.span[0] : chosen.span[1]]
     store = retriever.store
     ordered = [top, *(h for h in retrieval.hits if h is not top)]
     groups = group_same_facts(ordered, chosen.span)
+    footnotes = sentence_footnotes(store, top.passage, chosen.span)
+    span = None if asked_source else chosen.answer
     passages = tuple(
         AnswerPassage(
             passage=hit.passage,
@@ -127,15 +144,29 @@ def answer_question(
             same_fact=tuple(
                 Source(other.passage, span, sentence_footnotes(store, other.passage, span)) for other, span in others
             ),
+            answer=span if hit is top else None,
         )
         for rank, (hit, others) in enumerate(groups[:k], start=1)
     )
-    answered = (
-        top.score >= ANSWER_THRESHOLD
-        and fits_expected_type(question, sentence)
-        and not unknown_names(question, retrieval, store)
-    )
-    return Answer(question, language, answered, sentence, sentence_footnotes(store, top.passage, chosen.span), passages)
+    unknown = unknown_names(question, retrieval, store)
+    signals = answer_signals(chosen, retrieval, unknown)
+    if judge is None:  # no reader: the rule of the sentence model alone
+        answered, confidence = top.score >= ANSWER_THRESHOLD and fits_expected_type(question, sentence) and not unknown, None
+    else:
+        answered, confidence = judge.judge(signals)
+    if asked_source:
+        text = source_answer([f.reference for f in footnotes if f.reference]) or None
+        answered = answered and text is not None
+    else:
+        text = None if span is None else top.passage.text[span[0] : span[1]]
+    return Answer(question, language, answered, sentence, footnotes, passages, text, confidence, asked_source is not None, tuple(signals))
+
+
+def answer_signals(chosen: Choice, retrieval: Retrieval, unknown: list[str]) -> np.ndarray:
+    """The signals the confidence models read (qa.confidence.SIGNALS), in order."""
+    values = {**chosen.signals, "certainty": chosen.certainty, "term_coverage": retrieval.term_coverage,
+              "unknown_names": float(bool(unknown))}
+    return np.array([values.get(name, 0.0) for name in SIGNALS])
 
 
 def passage_footnotes(store: PassageStore, passage: Passage) -> tuple[Footnote, ...]:

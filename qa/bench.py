@@ -32,12 +32,12 @@ from qa.index import SearchIndex, build_index, load_index, new_manifest, search_
 from qa.model import load_encoder
 from qa.passages import Passage
 from qa.retrieve import CANDIDATES, Retriever
-from qa.selector import SentenceModel
+from qa.choose import Chooser, load_chooser
 from qa.store import IndexUnusableError
 from qa.text import footnotes_in
 
 QUESTIONS = PROJECT_ROOT / "eval" / "dev.jsonl"
-STAGES = ("embed", "search", "fusion", "sentence")  # the steps of answering, in order
+STAGES = ("embed", "search", "fusion", "read", "choice")  # the steps of answering, in order (read: signals and reader)
 PARTS = ("faiss", "bm25")  # the two halves of "search", timed on their own
 NOISE = 0.02  # per dimension (a norm of about 0.4): synthetic passages made of the same sentences stay distinct
 RECALL_QUERIES = 200  # query vectors used to measure recall@10 against exact search
@@ -71,6 +71,7 @@ class CorpusBench:
 class BenchReport:
     machine: dict
     model_load_seconds: float
+    reader_load_seconds: float  # the sentence models and the reader (0 without one)
     corpora: list[CorpusBench]
     peak_rss_mb: float
     ann_comparison: list[dict] = field(default_factory=list)
@@ -97,13 +98,16 @@ def run_bench(
     started = time.perf_counter()
     embedder = load_encoder(settings)
     model_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    chooser = load_chooser(settings)
+    reader_seconds = time.perf_counter() - started
     questions = [json.loads(line)["question"] for line in QUESTIONS.read_text("utf-8").splitlines() if line.strip()]
     comparison: list[dict] = []
     sweep: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="qa-bench-") as work:
         real_settings = replace(settings, index=Path(work) / "real")
         report = build_index(read_corpus(real_settings.corpus), real_settings, embedder, full=True)
-        corpora = [measure("real corpus", real_settings.index, embedder, questions, report.seconds, settings=settings)]
+        corpora = [measure("real corpus", real_settings.index, embedder, chooser, questions, report.seconds, settings=settings)]
         if passages:
             synthetic = replace(settings, index=keep or Path(work) / "synthetic")
             seconds = kept_build_seconds(synthetic, passages, seed)
@@ -111,17 +115,18 @@ def run_bench(
                 seconds = build_synthetic(load_index(real_settings.index), passages, seed, synthetic)
                 if keep is not None:
                     (keep / KEPT).write_text(json.dumps(kept_description(synthetic, passages, seed, seconds)), "utf-8")
-            corpora.append(measure(f"synthetic {passages}", synthetic.index, embedder, questions, seconds, seed, settings))
+            corpora.append(measure(f"synthetic {passages}", synthetic.index, embedder, chooser, questions, seconds, seed, settings))
             if ef_searches or compare_ann:
                 index = load_index(synthetic.index)
                 queries = query_vectors(index, Retriever(index, embedder), questions, seed)
                 exact = exact_top(index.vectors, queries, RECALL_K)
                 if index.manifest.vector_index["type"] == "hnsw":
                     with search_threads(settings):
-                        sweep = ef_sweep(index, embedder, questions, queries, exact, ef_searches or EF_SEARCHES)
+                        sweep = ef_sweep(index, embedder, chooser, questions, queries, exact, ef_searches or EF_SEARCHES)
                 if compare_ann:
                     comparison = ann_comparison(index, queries, exact, seed)
-    return BenchReport(machine_description(), round(model_seconds, 2), corpora, peak_rss_mb(), comparison, sweep, os.getloadavg())
+    return BenchReport(machine_description(), round(model_seconds, 2), round(reader_seconds, 2), corpora, peak_rss_mb(), comparison, sweep,
+                       os.getloadavg())
 
 
 KEPT = "bench.json"  # what a kept synthetic index was built from, and how long it took
@@ -146,7 +151,7 @@ def kept_build_seconds(settings: Settings, passages: int, seed: int) -> float | 
     return seconds if kept == kept_description(settings, passages, seed) else None
 
 
-def measure(name: str, root: Path, embedder, questions: list[str], build_seconds: float, seed: int = 0,
+def measure(name: str, root: Path, embedder, chooser: Chooser, questions: list[str], build_seconds: float, seed: int = 0,
             settings: Settings | None = None) -> CorpusBench:
     """Load an index and time its questions (FAISS with ``settings.search_threads``, as an engine
     searches); for an ANN index, its recall against exact search."""
@@ -157,7 +162,7 @@ def measure(name: str, root: Path, embedder, questions: list[str], build_seconds
     index_rss = rss_mb() - before
     retriever = Retriever(index, embedder)
     with search_threads(settings or Settings()):
-        timed = time_questions(retriever, questions)
+        timed = time_questions(retriever, chooser, questions)
     recall = None if index.manifest.vector_index["type"] == "flat" else ann_recall(index, query_vectors(index, retriever, questions, seed))
     return CorpusBench(
         name=name,
@@ -174,16 +179,15 @@ def measure(name: str, root: Path, embedder, questions: list[str], build_seconds
     )
 
 
-def time_questions(retriever: Retriever, questions: list[str], rounds: int = 3) -> dict[str, Latency]:
+def time_questions(retriever: Retriever, chooser: Chooser, questions: list[str], rounds: int = 3) -> dict[str, Latency]:
     """p50 and p95 of each step of answering, over ``rounds`` passes of the questions (after one
     warm-up): wall-clock time, and under "cpu" the CPU time of the process (one torch thread,
     one FAISS thread, BM25 on a second thread during the search), which a busy machine
     inflates far less."""
     timings: dict[str, list[float]] = {}
-    model = SentenceModel.load()
     for round_number in range(rounds + 1):
         for question in questions:
-            times = time_question(retriever, model, question)
+            times = time_question(retriever, chooser, question)
             for stage, seconds in times.items():
                 timings.setdefault(stage, []).extend([seconds * 1000] if round_number else [])
     latencies = {stage: Latency(round(float(np.percentile(v, 50)), 2), round(float(np.percentile(v, 95)), 2)) for stage, v in timings.items()}
@@ -194,9 +198,10 @@ def time_questions(retriever: Retriever, questions: list[str], rounds: int = 3) 
 CPU = "_cpu"
 
 
-def time_question(retriever: Retriever, model: SentenceModel, question: str) -> dict[str, float]:
+def time_question(retriever: Retriever, chooser: Chooser, question: str) -> dict[str, float]:
     """The seconds each step of answering takes (wall clock, and "<step>_cpu" for the process's
-    CPU time): Retriever.search's steps, then the choice of the answering sentence; then, on
+    CPU time): Retriever.search's steps, then the sentences' signals with the reader's reading,
+    then the choice of the answering sentence and its short answer; then, on
     their own, the dense and BM25 halves of the search."""
     clock, cpu = [time.perf_counter()], [time.process_time()]
 
@@ -210,7 +215,9 @@ def time_question(retriever: Retriever, model: SentenceModel, question: str) -> 
     tick()
     retrieval = retriever.rank(candidates, 3)
     tick()
-    model.choose(retrieval)
+    signals = chooser.signals(retrieval)
+    tick()
+    chooser.decide(retrieval, signals)
     tick()
     steps = dict(zip(STAGES, np.diff(clock)))
     steps.update({stage + CPU: seconds for stage, seconds in zip(STAGES, np.diff(cpu))})
@@ -349,7 +356,7 @@ def ann_recall(index: SearchIndex, queries: np.ndarray) -> float:
     return recall(found, exact_top(index.vectors, queries, RECALL_K))
 
 
-def ef_sweep(index: SearchIndex, embedder, questions: list[str], queries: np.ndarray, exact: np.ndarray,
+def ef_sweep(index: SearchIndex, embedder, chooser: Chooser, questions: list[str], queries: np.ndarray, exact: np.ndarray,
              ef_searches: tuple[int, ...]) -> list[dict]:
     """For each efSearch: the HNSW index's recall@10 against exact search, its own p50 time for
     100 candidates, and the p50/p95 of the whole search step (dense + BM25 + union) of the questions."""
@@ -359,7 +366,7 @@ def ef_sweep(index: SearchIndex, embedder, questions: list[str], queries: np.nda
     try:
         for ef in ef_searches:
             index.vectors.hnsw.efSearch = ef
-            timed = time_questions(retriever, questions)
+            timed = time_questions(retriever, chooser, questions)
             search, cpu = timed["search"], timed["cpu"]["search"]
             rows.append({"index": f"HNSW{index.manifest.vector_index['m']}", "ef_search": ef,
                          **search_figures(index.vectors, queries, exact), "search_p50_ms": search.p50_ms,
@@ -430,7 +437,7 @@ def format_report(report: BenchReport) -> str:
     """A readable rendering: machine, model load, one table of corpora, one of query steps."""
     m = report.machine
     lines = [f"machine: {m['cpu']}, {m['cores']} cores, {m['ram_gb']} GB RAM; Python {m['python']}, FAISS {m['faiss']}",
-             f"model load: {report.model_load_seconds:.2f} s; peak memory of this run: {report.peak_rss_mb:.0f} MB; "
+             f"model load: {report.model_load_seconds:.2f} s; sentence models and reader: {report.reader_load_seconds:.2f} s; peak memory of this run: {report.peak_rss_mb:.0f} MB; "
              f"load average {' '.join(f'{x:.2f}' for x in report.load_average)}", ""]
     header = f"{'corpus':<20}{'passages':>10}{'sentences':>11}{'build s':>9}{'pass/s':>9}{'load s':>8}{'disk MB':>9}{'RSS MB':>8}  index   recall@10"
     lines.append(header)

@@ -1,4 +1,4 @@
-"""Command line: ``python -m qa build | status | ask | eval | bench | train-selector``. A thin layer over qa.engine."""
+"""Command line: ``python -m qa build | status | ask | eval | bench | train-selector | train-reader``. A thin layer over qa.engine."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import numpy as np
+
 from qa.answer import Answer, QuestionError
 from qa.config import Settings, index_location
 from qa.store import IndexUnusableError
 from qa.model import ModelLoadError
+from qa.reader_training import TrainingSettings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,11 +51,26 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("file", type=Path, help="questions (JSON lines with answer and doc, like piaf-dev's)")
     train.add_argument("--also", nargs=2, action="append", default=[], type=Path, metavar=("FILE", "INDEX"),
                        help="more questions, on the corpus of another index (repeatable)")
-    train.add_argument("--output", type=Path, help="where to write the model (default: qa/sentence_model.json)")
+    train.add_argument("--output", type=Path, help="where to write the model (default: qa/sentence_model.json, or with --reader "
+                                                  "the reader's choice_model.json)")
+    train.add_argument("--reader", action="store_true", help="train the choice over the sentence model's and the reader's signals")
+    reader = commands.add_parser("train-reader", help="train the extractive reader on a SQuAD-format file (PIAF-train)")
+    reader.add_argument("file", type=Path, help="training questions, SQuAD v1.1 JSON (like ../shared/train/piaf-train.json)")
+    reader.add_argument("--work", type=Path, default=Path(".cache/reader-training"), help="folder for its corpus and index")
+    reader.add_argument("--output", type=Path, help="where to write the reader (default: qa/reader_model/)")
+    for name, default in TrainingSettings().__dict__.items():
+        reader.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
+    confidence = commands.add_parser("train-confidence", help="train when to abstain and the confidence shown, on questions with known answers")
+    confidence.add_argument("file", type=Path, help="questions of many articles (JSON lines with doc, like piaf-dev's)")
+    confidence.add_argument("--cross-article", action="store_true", help="also ask each question of the other articles only")
+    confidence.add_argument("--also", nargs=2, action="append", default=[], type=Path, metavar=("FILE", "INDEX"),
+                            help="more questions, on the corpus of another index (repeatable)")
+    confidence.add_argument("--output", type=Path, help="where to write the models (default: the reader's confidence_model.json)")
     args = parser.parse_args(argv)
     settings = Settings.from_env(corpus=args.corpus, index=args.index, model=args.model)
     try:
-        return {"build": _build, "status": _status, "ask": _ask, "eval": _eval, "bench": _bench, "train-selector": _train}[args.command](settings, args)
+        return {"build": _build, "status": _status, "ask": _ask, "eval": _eval, "bench": _bench, "train-selector": _train,
+                "train-reader": _train_reader, "train-confidence": _train_confidence}[args.command](settings, args)
     except (IndexUnusableError, ModelLoadError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -122,27 +140,69 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _train(settings: Settings, args: argparse.Namespace) -> int:
+    from qa.choose import CHOICE_FEATURES, CHOICE_MODEL, load_chooser, reader_folder
     from qa.engine import open_retriever
     from qa.evaluate import read_cases
-    from qa.selector import MODEL_FILE, SentenceModel, accuracy, cross_validate, example, train
+    from qa.selector import FEATURES, MODEL_FILE, SentenceModel, accuracy, candidates, cross_validate, example, train
 
-    examples, embedder = [], None
+    if args.reader:
+        chooser = load_chooser(settings, trained_choice=False)
+        describe, features, output = chooser.described, CHOICE_FEATURES, args.output or reader_folder(settings) / CHOICE_MODEL
+    else:
+        describe, features, output = candidates, FEATURES, args.output or MODEL_FILE
+    examples, embedder, sets = [], None, []
     for file, index in [(args.file, settings.index), *((f, index_location(str(i))) for f, i in args.also)]:
         retriever = open_retriever(replace(settings, index=index), embedder)
         embedder = retriever.embedder
         cases = [c for c in read_cases(file) if c.answer]
-        found = [e for c in cases if (e := example(retriever, c.question, c.answer, c.doc or file.stem)) is not None]
+        found = [e for c in cases if (e := example(retriever, c.question, c.answer, c.doc or file.stem, describe)) is not None]
         print(f"{file}: {len(cases)} answerable questions; the answer is in a candidate sentence for {sum(e.labels.any() for e in found)}")
+        sets.append((f"{file} on {index}", len(examples), len(examples) + len(found)))
         examples += found
     try:
-        print(f"sentence accuracy, current model:             {accuracy(SentenceModel.load(), examples):.3f}")
+        print(f"sentence accuracy, current model:             {accuracy(SentenceModel.load(output, features), examples):.3f}")
     except ValueError as error:
         print(f"current model: {error}")
-    print(f"sentence accuracy, trained on other articles: {cross_validate(examples):.3f} (5 folds by article)")
+    held_out = cross_validate(examples)
+    print(f"sentence accuracy, trained on other articles: {np.mean(held_out):.3f} (5 folds by article)")
+    for name, start, end in sets:
+        print(f"    {name}: {np.mean(held_out[start:end]):.3f}")
     model = train([(e.features, e.labels) for e in examples])
-    output = args.output or MODEL_FILE
-    model.save(output)
-    print(f"sentence accuracy, trained on all:            {accuracy(SentenceModel.load(output), examples):.3f}; written to {output}")
+    model.save(output, features)
+    print(f"sentence accuracy, trained on all:            {accuracy(SentenceModel.load(output, features), examples):.3f}; written to {output}")
+    return 0
+
+
+def _train_reader(settings: Settings, args: argparse.Namespace) -> int:
+    from qa.reader import READER_DIR
+    from qa.reader_training import train_reader
+
+    training = TrainingSettings(**{name: getattr(args, name) for name in TrainingSettings().__dict__})
+    summary = train_reader(settings, args.file, args.work, training, args.output or READER_DIR)
+    print(json.dumps(summary))
+    return 0
+
+
+def _train_confidence(settings: Settings, args: argparse.Namespace) -> int:
+    from qa.choose import reader_folder
+    from qa.confidence import CONFIDENCE_MODEL
+    from qa.confidence_training import cross_validate, fit_on, format_held_out, held_out_report, judged
+    from qa.engine import open_engine
+    from qa.evaluate import read_cases
+
+    engine = open_engine(settings, judged=False)
+    if engine.chooser.reader is None:
+        raise ValueError("the confidence models read the reader's scores: train them with a reader (not QA_READER=none)")
+    rows = judged(engine, read_cases(args.file), args.file.stem)
+    if args.cross_article:
+        rows += judged(engine, read_cases(args.file), args.file.stem, cross_article=True)
+    for file, index in args.also:
+        rows += judged(open_engine(replace(settings, index=index_location(str(index))), engine.embedder, judged=False),
+                       read_cases(file), file.stem)
+    print(format_held_out(held_out_report(rows, cross_validate(rows))))
+    output = args.output or reader_folder(settings) / CONFIDENCE_MODEL
+    fit_on(rows).save(output)
+    print(f"written to {output} (figures above: questions whose article was left out of training, 5 folds)")
     return 0
 
 
@@ -163,6 +223,10 @@ def answer_json(answer: Answer) -> dict:
     return {
         "question": answer.question,
         "answered": answer.answered,
+        "answer_text": answer.answer_text,
+        "answer_start": answer.passages[0].answer[0] if answer.answer_text is not None else None,
+        "answer_end": answer.passages[0].answer[1] if answer.answer_text is not None else None,
+        "answer_passage": answer.passages[0].passage.id if answer.passages else None,
         "answer_sentence": answer.answer_sentence,
         "answer_footnotes": [{"n": f.number, "reference": f.reference} for f in answer.answer_footnotes],
         "message": answer.message,
@@ -189,10 +253,17 @@ def answer_json(answer: Answer) -> dict:
 
 
 def format_answer(answer: Answer) -> str:
-    """A terminal rendering: the answer sentence between »» ««, then each passage and its notes."""
+    """A terminal rendering: the short answer, the sentence that says it and its source, then each
+    passage (the answering sentence between »» ««) and its notes."""
     lines = [f"Q: {answer.question}"]
     if answer.message:
         lines.append(answer.message + (" Peut-être utile :" if answer.language == "fr" else " Possibly useful:"))
+    elif answer.passages:
+        first = answer.passages[0].passage
+        if answer.answer_text:
+            lines.append(f"A: {' '.join(answer.answer_text.split())}")
+        lines.append(f"   « {' '.join(answer.answer_sentence.split())} » ({first.title} › {first.section}"
+                     + "".join(f" [{f.number}]" for f in answer.answer_footnotes) + ")")
     for p in answer.passages:
         text = p.passage.text
         if p.sentence:

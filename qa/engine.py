@@ -13,7 +13,8 @@ from qa.corpus import read_corpus
 from qa.index import BuildReport, IndexStatus, Progress, build_index, load_index, set_search_threads
 from qa.model import load_embedder, load_encoder
 from qa.retrieve import Retriever
-from qa.selector import SentenceModel
+from qa.choose import Chooser, load_chooser, reader_folder
+from qa.confidence import CONFIDENCE_MODEL, ConfidenceModel
 from qa.store import Articles, PassageStore, check_compatible, stale_reasons
 from qa.text import fold
 
@@ -24,12 +25,13 @@ class Engine:
     embedder: object  # a sentence_transformers.SentenceTransformer
     store: PassageStore
     retriever: Retriever
-    sentence_model: SentenceModel
+    chooser: Chooser  # the sentence model, and the reader when there is one
+    judge: ConfidenceModel | None  # whether the corpus answers and how surely (None: no reader)
 
     def ask(self, question: str, k: int | None = None, articles: Articles = None) -> Answer:
         self.store.follow_current()
         return answer_question(
-            question, self.retriever, self.sentence_model, k or self.settings.top_k, self.settings.max_question_chars, articles
+            question, self.retriever, self.chooser, self.judge, k or self.settings.top_k, self.settings.max_question_chars, articles
         )
 
     def articles_named(self, names: list[str]) -> frozenset[str]:
@@ -90,7 +92,10 @@ def open_retriever(settings: Settings, embedder=None) -> Retriever:
     return Retriever(store, embedder)
 
 
-def open_engine(settings: Settings, embedder=None) -> Engine:
-    """The retriever (``open_retriever``) and the answering-sentence model."""
+def open_engine(settings: Settings, embedder=None, judged: bool = True) -> Engine:
+    """The retriever (``open_retriever``), the answering-sentence model, the reader and the
+    confidence models trained on its scores (``judged=False``: without them, to train them)."""
     retriever = open_retriever(settings, embedder)
-    return Engine(settings, retriever.embedder, retriever.store, retriever, SentenceModel.load())
+    chooser = load_chooser(settings)
+    judge = ConfidenceModel.load(reader_folder(settings) / CONFIDENCE_MODEL) if judged and chooser.reader else None
+    return Engine(settings, retriever.embedder, retriever.store, retriever, chooser, judge)

@@ -9,7 +9,10 @@ can be saved and compared with a later run's: which questions got worse, which b
 from __future__ import annotations
 
 import json
+import re
 import time
+import unicodedata
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +22,8 @@ from qa.engine import Engine
 from qa.text import squash_spaces
 
 RANK_DEPTH = 5
+# Articles dropped before comparing short answers (SQuAD's normalisation, in French and English).
+_ARTICLES = re.compile(r"\b(?:le|la|les|l'|un|une|des|du|de|d'|the|a|an)\b|(?<=\b[ld])'", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,7 @@ class Outcome:
     case: Case
     rank: int | None  # rank of the first passage containing the answer, if any in the top 5
     sentence_has_answer: bool
+    span_f1: float  # token F1 of the short answer against the known answer (0 without one)
     answered: bool
     footnotes: tuple[int, ...]  # cited for the answer
     seconds: float
@@ -70,9 +76,34 @@ def run_case(engine: Engine, case: Case) -> Outcome:
     rank = None
     if expected:
         rank = next((p.rank for p in answer.passages if expected in squash_spaces(p.passage.text)), None)
-    sentence_has_answer = bool(expected and answer.answer_sentence and expected in squash_spaces(answer.answer_sentence))
+    sentence_has_answer = holds(case.answer, answer.answer_sentence)
     cited = tuple(f.number for f in answer.answer_footnotes)
-    return Outcome(case, rank, sentence_has_answer, answer.answered, cited, seconds)
+    span_f1 = token_f1(answer.answer_text, case.answer) if case.answer and answer.answer_text else 0.0
+    return Outcome(case, rank, sentence_has_answer, span_f1, answer.answered, cited, seconds)
+
+
+def holds(expected: str | None, text: str | None) -> bool:
+    """Whether a text holds the known answer (up to white space)."""
+    return bool(expected and text and squash_spaces(expected) in squash_spaces(text))
+
+
+def answer_tokens(text: str) -> list[str]:
+    """A short answer's words as SQuAD compares them: lower case, no punctuation, no articles."""
+    text = unicodedata.normalize("NFC", text.lower().replace("’", "'"))
+    text = _ARTICLES.sub(" ", text)
+    return "".join(c if c.isalnum() or c.isspace() else " " for c in text).split()
+
+
+def token_f1(found: str, expected: str) -> float:
+    """SQuAD's token F1 between a short answer and the known one (1.0: the same words)."""
+    these, those = answer_tokens(found), answer_tokens(expected)
+    if not these or not those:
+        return float(these == those)
+    common = sum((Counter(these) & Counter(those)).values())
+    if not common:
+        return 0.0
+    precision, recall = common / len(these), common / len(those)
+    return 2 * precision * recall / (precision + recall)
 
 
 def summarise(outcomes: list[Outcome]) -> dict:
@@ -97,6 +128,8 @@ def summarise(outcomes: list[Outcome]) -> dict:
         "recall@5": share(answerable, lambda o: o.rank is not None and o.rank <= 5),
         "mrr": round(float(np.mean([1 / o.rank if o.rank else 0 for o in answerable])), 3) if answerable else None,
         "sentence_has_answer": share(answerable, lambda o: o.sentence_has_answer),
+        "span_exact_match": share(answerable, lambda o: o.span_f1 == 1.0),
+        "span_f1": round(float(np.mean([o.span_f1 for o in answerable])), 3) if answerable else None,
         "footnote_precision": round(len(correct) / len(cited), 3) if cited else None,
         "footnote_recall": round(len(correct) / expected_total, 3) if expected_total else None,
         "footnotes_cover_expected": share(with_footnotes, lambda o: set(o.case.footnotes) <= set(o.footnotes)),
@@ -129,7 +162,7 @@ def write_run(path: Path, outcomes: list[Outcome]) -> None:
     """Each question's outcome, one JSON line each, to compare with a later run."""
     lines = [
         json.dumps({"key": outcome_key(o.case), "question": o.case.question, "rank": o.rank,
-                    "sentence_has_answer": o.sentence_has_answer, "answered": o.answered}, ensure_ascii=False)
+                    "sentence_has_answer": o.sentence_has_answer, "span_f1": round(o.span_f1, 3), "answered": o.answered}, ensure_ascii=False)
         for o in outcomes
     ]
     path.write_text("\n".join(lines) + "\n", "utf-8")
@@ -159,10 +192,10 @@ def compare_runs(before: dict[str, dict], outcomes: list[Outcome]) -> str:
 
 def format_report(report: dict) -> str:
     """A table: one row per group, one column per figure."""
-    columns = ["questions", "recall@1", "recall@3", "recall@5", "mrr", "sentence_has_answer",
+    columns = ["questions", "recall@1", "recall@3", "recall@5", "mrr", "sentence_has_answer", "span_exact_match", "span_f1",
                "footnotes_cover_expected", "footnote_precision", "footnote_recall",
                "abstention_precision", "abstention_recall", "answerable_abstained", "latency_p50_ms", "latency_p95_ms"]
-    short = ["n", "R@1", "R@3", "R@5", "MRR", "sent", "fn⊇", "fnP", "fnR", "absP", "absR", "ans✗", "p50ms", "p95ms"]
+    short = ["n", "R@1", "R@3", "R@5", "MRR", "sent", "EM", "F1", "fn⊇", "fnP", "fnR", "absP", "absR", "ans✗", "p50ms", "p95ms"]
     rows = [["group", *short]]
     for group, figures in report.items():
         rows.append([group, *("-" if figures[c] is None else str(figures[c]) for c in columns)])

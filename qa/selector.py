@@ -50,6 +50,7 @@ FEATURES = (
 class Candidate:
     hit: int  # index of its passage in retrieval.hits
     span: tuple[int, int]  # the sentence in the passage's text
+    sentence: int  # its index among the passage's sentences
 
 
 def candidates(retrieval: Retrieval) -> tuple[list[Candidate], np.ndarray]:
@@ -74,7 +75,7 @@ def candidates(retrieval: Retrieval) -> tuple[list[Candidate], np.ndarray]:
             zip(hit.passage.sentences, hit.sentence_cosines, sentences, sentence_terms, term_sets)
         ):
             share = len(wanted & term_set) / len(wanted) if wanted else 0.0
-            found.append(Candidate(number, span))
+            found.append(Candidate(number, span, j))
             rows.append([
                 cosine, cosine - best_cosine, hit.score, hit.score - hits[0].score,
                 hit.lexical * retrieval.term_coverage, share,
@@ -104,14 +105,17 @@ class SentenceModel:
         found, features = candidates(retrieval)
         return found[int(np.argmax(self.scores(features)))]
 
-    def save(self, path: Path) -> None:
-        data = {"features": list(FEATURES), "mean": self.mean.tolist(), "scale": self.scale.tolist(), "weights": self.weights.tolist()}
+    def save(self, path: Path, features: tuple[str, ...] = FEATURES) -> None:
+        data = {"features": list(features), "mean": self.mean.tolist(), "scale": self.scale.tolist(), "weights": self.weights.tolist()}
         path.write_text(json.dumps(data, indent=1) + "\n", "utf-8")
 
     @classmethod
-    def load(cls, path: Path = MODEL_FILE) -> "SentenceModel":
-        data = json.loads(path.read_text("utf-8"))
-        if tuple(data["features"]) != FEATURES:
+    def load(cls, path: Path = MODEL_FILE, features: tuple[str, ...] = FEATURES) -> "SentenceModel":
+        try:
+            data = json.loads(path.read_text("utf-8"))
+        except OSError as error:
+            raise ValueError(f"no sentence model at {path}: train it with `python -m qa train-selector`") from error
+        if tuple(data["features"]) != features:
             raise ValueError(f"{path} was trained on other features; retrain it with `python -m qa train-selector`")
         return cls(*(np.array(data[key]) for key in ("mean", "scale", "weights")))
 
@@ -125,7 +129,7 @@ def train(questions: list[tuple[np.ndarray, np.ndarray]], l2: float = 0.001, ste
     stacked = np.vstack([x for x, _ in questions])
     mean, scale = stacked.mean(0), stacked.std(0) + 1e-9
     groups = [((x - mean) / scale, y) for x, y in questions]
-    weights = np.zeros(len(FEATURES))
+    weights = np.zeros(stacked.shape[1])
     moment, velocity = np.zeros_like(weights), np.zeros_like(weights)
     for step in range(1, steps + 1):
         gradient = 2 * l2 * weights
@@ -148,12 +152,13 @@ class Example:
     labels: np.ndarray  # 1.0 where the candidate sentence contains the known answer
 
 
-def example(retriever, question: str, answer: str, article: str) -> Example | None:
-    """The candidates of a question as the product sees them, labelled by the known answer."""
+def example(retriever, question: str, answer: str, article: str, describe=candidates) -> Example | None:
+    """The candidates of a question as the product sees them (``describe``: a retrieval → the
+    candidates and their signals), labelled by the known answer."""
     retrieval = retriever.search(question, DEPTH)
     if not retrieval.hits:
         return None
-    found, features = candidates(retrieval)
+    found, features = describe(retrieval)
     expected = squash_spaces(answer)
     texts = [retrieval.hits[c.hit].passage.text[c.span[0] : c.span[1]] for c in found]
     return Example(article, features, np.array([expected in squash_spaces(t) for t in texts], dtype=np.float64))
@@ -164,14 +169,23 @@ def accuracy(model: SentenceModel, examples: list[Example]) -> float:
     return float(np.mean([e.labels[int(np.argmax(model.scores(e.features)))] for e in examples]))
 
 
-def cross_validate(examples: list[Example], folds: int = 5, seed: int = 0) -> float:
-    """Sentence accuracy on articles left out of training, ``folds`` groups of articles in turn."""
-    articles = sorted({e.article for e in examples})
-    np.random.default_rng(seed).shuffle(articles)
-    correct = 0.0
-    for fold in range(folds):
-        held_out = set(articles[fold::folds])
+def article_folds(articles: set[str], folds: int = 5, seed: int = 0) -> list[set[str]]:
+    """The articles in ``folds`` groups (fewer if there are fewer articles), shuffled by ``seed``:
+    each group in turn is left out of training."""
+    order = sorted(articles)
+    np.random.default_rng(seed).shuffle(order)
+    count = min(folds, len(order))
+    return [set(order[fold::count]) for fold in range(count)]
+
+
+def cross_validate(examples: list[Example], folds: int = 5, seed: int = 0) -> np.ndarray:
+    """For each example, whether a model trained without its article chooses a right sentence
+    (NaN for all when there is a single article: nothing to leave out)."""
+    right = np.full(len(examples), np.nan)
+    groups = article_folds({e.article for e in examples}, folds, seed)
+    for held_out in groups if len(groups) > 1 else ():
         model = train([(e.features, e.labels) for e in examples if e.article not in held_out])
-        tested = [e for e in examples if e.article in held_out]
-        correct += accuracy(model, tested) * len(tested)
-    return correct / len(examples)
+        for i, e in enumerate(examples):
+            if e.article in held_out:
+                right[i] = e.labels[int(np.argmax(model.scores(e.features)))]
+    return right

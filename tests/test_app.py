@@ -127,9 +127,12 @@ def test_french_question_is_answered_with_highlight_and_citations(app):
     reply = ask(app, SOLDIERS)
     assert reply.name == "assistant"
     assert "Réponse trouvée" in cue(reply) and ":green-badge[" in cue(reply)
-    assert re.search(r"score 0\.\d\d", cue(reply))
+    assert re.search(r"confiance \d+%", cue(reply))
     assert "2000 soldats" in highlight_of(passage_of(reply))
     assert "2000 soldats" in rendered(passage_of(reply))[0]
+    # The short answer: under the badge, and in bold inside the highlighted sentence.
+    assert "Réponse : " in rendered(cue(reply))[0] and "2000" in rendered(cue(reply))[0].split("Réponse : ")[1]
+    assert re.search(r"\*\*[^*]*2000[^*]*\*\*", passage_of(reply).split(":orange-background[")[1])
     assert "Relations entre le Kazakhstan et la Russie › Manifestations de 2022 au Kazakhstan" in reply.caption[0].value
     notes = citations(reply)
     assert set(notes) == {"[3]", "[4]", "[5]"}
@@ -273,7 +276,8 @@ def test_export_lists_questions_answers_passages_and_footnotes(app):
     shown, tags = rendered(ui.conversation_markdown(answers))
     assert tags <= {"h1", "h2", "p", "strong", "em", "blockquote", "ul", "li", "br"}, tags
     assert f"1. {SOLDIERS}" in shown and f"2. {NO_ANSWER_EN}" in shown
-    assert f"Réponse : {answers[0].answer_sentence}" in shown
+    assert f"Réponse : {answers[0].answer_text}" in shown and "2000" in answers[0].answer_text
+    assert f"Phrase : {answers[0].answer_sentence}" in shown
     assert "Source : Relations entre le Kazakhstan et la Russie › Manifestations de 2022 au Kazakhstan" in shown
     assert "[3] «\xa0Le Kazakhstan en proie aux émeutes" in shown and "Le Monde" in shown
     assert "I found no answer in the corpus." in shown and "Possibly useful passage :" in shown
@@ -310,6 +314,10 @@ def test_highlight_escapes_the_sentence_and_its_surroundings():
     assert tags == {"p"}
     assert shown == text[:start] + ":orange-background[" + text[start:end] + "]" + text[end:]
     assert ui.highlighted(text, None) == ui.escape_markdown(text)
+    answer = (text.index("[3]"), text.index("[3]") + 3)
+    bold = ui.highlighted(text, (start, end), answer)
+    assert highlight_of(bold) == "La phrase [3] **gras**." and rendered(bold)[1] == {"p", "strong"}
+    assert "<strong>[3]</strong>" in _markdown.render(bold)
 
 
 def test_hostile_question_reaches_the_page_escaped(app):

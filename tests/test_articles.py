@@ -94,7 +94,7 @@ def test_the_sentence_model_beats_the_most_similar_sentence(piaf_engine):
     examples = [e for c in cases if (e := example(piaf_engine.retriever, c.question, c.answer, c.doc))]
     count = len(FEATURES)
     cosine_only = SentenceModel(np.zeros(count), np.ones(count), np.eye(count)[FEATURES.index("sentence_cosine")])
-    assert accuracy(piaf_engine.sentence_model, examples) > accuracy(cosine_only, examples) + 0.01
+    assert accuracy(piaf_engine.chooser.ranking, examples) > accuracy(cosine_only, examples) + 0.01
 
 
 SHARED_FACT = "Le pont de Tancarville, long de 1 420 mètres, franchit la Seine depuis 1959."

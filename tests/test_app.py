@@ -148,7 +148,7 @@ def test_french_question_is_answered_with_highlight_and_citations(app):
 def test_english_question_without_answer_says_so_in_english(app):
     reply = ask(app, NO_ANSWER_EN)
     shown = rendered(cue(reply))[0]
-    assert "No confident answer" in shown and ":orange-badge[" in cue(reply)
+    assert "No answer in the corpus" in shown and ":orange-badge[" in cue(reply)
     assert shown.endswith("I found no answer in the corpus.")
     assert "Possibly useful" in reply.caption[0].value
     assert len(other_passages(reply)) == 2

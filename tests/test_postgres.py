@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
 import shutil
 import signal
@@ -23,7 +22,7 @@ import psycopg
 import pytest
 
 from conftest import CORPUS_FILE, ROOT, dev_questions
-from pg_server import PostgresServer, ServerUnavailable, start_server
+from pg_server import PostgresServer, server_for_tests
 from qa.config import Settings
 from qa.engine import build, index_status, open_engine
 from qa.store import IncompatibleIndexError, IndexUnusableError, MissingIndexError
@@ -38,12 +37,7 @@ _numbers = itertools.count()
 @pytest.fixture(scope="session")
 def server(tmp_path_factory, embedder):
     """The session's server, with the bundled corpus built into the template database."""
-    try:
-        server = start_server()
-    except ServerUnavailable as error:
-        if os.environ.get("CITEQA_REQUIRE_POSTGRES"):  # CI: .ci/run makes sure it can
-            pytest.fail(f"cannot start a PostgreSQL server: {error}")
-        pytest.skip(f"cannot start a PostgreSQL server here: {error}")
+    server = server_for_tests()
     server.sql(f"CREATE DATABASE {TEMPLATE}")
     build(Settings.from_env(index=server.url(database=TEMPLATE)), embedder)
     yield server

@@ -78,6 +78,11 @@ class PostgresServer:
     def log(self) -> Path:
         return self.folder / "log"
 
+    def restart(self) -> None:
+        """Restart the server, ending every session (with the options it was started with)."""
+        _run([str(self.bin_path / "pg_ctl"), "-D", str(self.folder / "data"), "-l", str(self.log), "-m", "fast", "-w", "-t", "60",
+              "restart"], self.user)
+
     def stop(self) -> None:
         _run([str(self.bin_path / "pg_ctl"), "-D", str(self.folder / "data"), "-m", "immediate", "-w", "stop"], self.user, check=False)
         shutil.rmtree(self.folder, ignore_errors=True)

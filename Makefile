@@ -8,10 +8,12 @@ INSTALLED := $(VENV)/.installed
 
 .PHONY: run test index eval
 
-$(INSTALLED): requirements.txt
+# The project itself, editable, with its test extra: its dependencies are requirements.txt and
+# requirements-test.txt (pyproject.toml reads them), and .venv/bin/citeqa is `python -m qa`.
+$(INSTALLED): pyproject.toml requirements.txt requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet -e ".[test]"
 	touch $@
 
 run: $(INSTALLED)

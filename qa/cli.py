@@ -18,7 +18,7 @@ from qa.reader_training import TrainingSettings
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m qa", description="Extractive answers with citations from a corpus.")
+    parser = argparse.ArgumentParser(prog="citeqa", description="Extractive answers with citations from a corpus.")
     parser.add_argument("--corpus", type=Path, help="corpus folder (default: corpus/, or QA_CORPUS)")
     parser.add_argument("--index", type=index_location, help="index folder, or a postgresql:// URL (default: index/, or QA_INDEX)")
     parser.add_argument("--model", help="embedding model: bundled default, a local folder, or a hub name (QA_MODEL)")

@@ -23,10 +23,17 @@ SELECT only is enough), pin a build per thread, and move to the current build be
 question (``follow_current``). Every query is parameterised; table names are built with
 ``psycopg.sql.Identifier`` from build numbers. Passwords are never shown: ``location`` is the
 URL without it.
+
+pgvector's version is read at connect: an HNSW index needs 0.5 (a build is refused below it, with
+the version in the message); an article filter on an HNSW index uses ``hnsw.iterative_scan``
+from 0.8 and an exact scan of the articles' rows before it. A connection the server ended
+between questions (restart, crash, an administrator) is replaced at the next question; one lost
+during a question fails that question with a message saying so, and the next one reconnects.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import Counter
@@ -66,6 +73,8 @@ LOCK = (0x63697465, 1)  # pg_advisory_lock(key1, key2): "cite", builds
 PARTITIONED = ("passages", "sentences", "postings")
 PASSAGE_COLUMNS = "row, id, doc_id, title, section, kind, body, start_offset, end_offset, footnotes, sentences, file, sentence_footnotes"
 PGVECTOR_MAX_EF_SEARCH = 1000  # pgvector refuses a larger hnsw.ef_search
+PGVECTOR_HNSW = (0, 5, 0)  # the first pgvector with HNSW indexes
+PGVECTOR_ITERATIVE_SCAN = (0, 8, 0)  # the first with hnsw.iterative_scan (a filtered search still finds `width` rows)
 
 
 def redacted(url: str) -> str:
@@ -102,6 +111,22 @@ def connect(url: str, read_only: bool) -> psycopg.Connection:
     if read_only:
         connection.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
     return connection
+
+
+def pgvector_version(connection: psycopg.Connection) -> tuple[int, ...]:
+    """The version of the vector extension in this database, e.g. (0, 8, 6); () if it has none."""
+    row = connection.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+    return tuple(int(part) for part in re.findall(r"\d+", row[0])[:3]) if row else ()
+
+
+def require_pgvector(connection: psycopg.Connection, needed: tuple[int, ...], what: str, location: str) -> None:
+    """Refuse what needs a newer pgvector than the database's, naming the version needed."""
+    version = pgvector_version(connection)
+    if version < needed:
+        dotted = ".".join(map(str, version)) or "none"
+        raise IndexUnusableError(
+            f"{what} needs pgvector {'.'.join(map(str, needed))} or newer, and the database {location} has {dotted}: "
+            "upgrade pgvector on the server, then run `ALTER EXTENSION vector UPDATE;` in the database")
 
 
 def table(name: str, build_id: int | None = None) -> sql.Composed:
@@ -143,6 +168,7 @@ class _Pin:
     manifest: Manifest
     documents: dict[str, DocumentInfo]
     document_rows: dict[str, tuple[int, int]]
+    exact_filter: bool  # an article filter scans the articles' rows (HNSW index, pgvector without iterative scans)
 
 
 class DatabaseStore:
@@ -172,10 +198,22 @@ class DatabaseStore:
 
     def follow_current(self) -> None:
         """Move this thread to the current build if a newer one was switched in (called before
-        each question: a question reads one build from start to end)."""
+        each question: a question reads one build from start to end). A connection the server
+        ended since the last question is replaced by a new one, on the current build."""
         pin = self._pin()
-        if _current_build_id(pin.connection, self.location) != pin.build_id:
+        try:
+            current = _current_build_id(pin.connection, self.location)
+        except psycopg.OperationalError:
+            self._drop_pin()
+            self._pin()  # a new connection, on the current build (or the message saying why not)
+            return
+        if current != pin.build_id:
             self._local.pin = self._load_pin(pin.connection)
+
+    def _drop_pin(self) -> None:
+        """Close this thread's connection; the next use opens a new one."""
+        self._local.pin.connection.close()
+        self._local.pin = None
 
     def _pin(self) -> _Pin:
         pin = getattr(self._local, "pin", None)
@@ -199,13 +237,17 @@ class DatabaseStore:
             rows = connection.execute(
                 sql.SQL("SELECT doc_id, title, refs, first_row, end_row FROM {} WHERE build_id = %s ORDER BY first_row").format(table("documents")),
                 (build_id,)).fetchall()
-            if manifest.vector_index["type"] == "hnsw":
+            hnsw = manifest.vector_index["type"] == "hnsw"
+            iterative = pgvector_version(connection) >= PGVECTOR_ITERATIVE_SCAN
+            if hnsw:
                 connection.execute(sql.SQL("SET hnsw.ef_search = {}").format(sql.Literal(int(manifest.vector_index["ef_search"]))))
+            if hnsw and iterative:
                 connection.execute("SET hnsw.iterative_scan = relaxed_order")  # an article filter still finds `width` rows
         except psycopg.errors.InsufficientPrivilege as error:
             raise IndexUnusableError(f"the user of {self.location} may not read the citeqa tables ({error}): GRANT SELECT on them") from None
         documents = {doc_id: DocumentInfo(doc_id, title, {int(n): t for n, t in refs.items()}) for doc_id, title, refs, _, _ in rows}
-        return _Pin(connection, build_id, manifest, documents, {doc_id: (first, end) for doc_id, _, _, first, end in rows})
+        return _Pin(connection, build_id, manifest, documents, {doc_id: (first, end) for doc_id, _, _, first, end in rows},
+                    exact_filter=hnsw and not iterative)
 
     def query(self, statement: str, parameters: tuple) -> list[tuple]:
         """Rows of a query on this thread's build (its first parameter is the build id)."""
@@ -215,12 +257,22 @@ class DatabaseStore:
             with pin.connection.cursor(binary=True) as cursor:  # binary: vectors arrive as float32 bytes, not text to parse
                 return cursor.execute(query, (pin.build_id, *parameters)).fetchall()
         except psycopg.OperationalError as error:
-            self._local.pin = None  # reconnect at the next question
-            raise IndexUnusableError(f"lost the connection to PostgreSQL at {self.location}: {_secret_free(str(error), self.url)}") from None
+            lost = pin.connection.broken
+            self._drop_pin()
+            detail = _secret_free(str(error).strip().split("\n")[0] or repr(error), self.url)
+            if lost:
+                raise IndexUnusableError(
+                    f"PostgreSQL at {self.location} ended the connection during the question ({detail}): the server crashed "
+                    "or restarted, or an administrator ended the session; ask again: the next question reconnects") from None
+            raise IndexUnusableError(f"PostgreSQL at {self.location} could not answer the question ({detail}); "
+                                     "the next question reconnects") from None
 
     def dense_search(self, query: np.ndarray, width: int, articles: Articles = None) -> np.ndarray:
         if articles is None:
             rows = self.query("SELECT row FROM {passages} WHERE build_id = %s ORDER BY embedding <#> %s LIMIT %s", (query, width))
+        elif self._pin().exact_filter:  # OFFSET 0 keeps the planner from taking the order from the HNSW index
+            rows = self.query("SELECT row FROM (SELECT row, embedding FROM {passages} WHERE build_id = %s AND doc_id = ANY(%s) OFFSET 0) AS a"
+                              " ORDER BY embedding <#> %s LIMIT %s", (sorted(articles), query, width))
         else:
             rows = self.query("SELECT row FROM {passages} WHERE build_id = %s AND doc_id = ANY(%s) ORDER BY embedding <#> %s LIMIT %s",
                                (sorted(articles), query, width))
@@ -507,6 +559,8 @@ def build_database(corpus: Corpus, settings: Settings, embedder, progress: Progr
     texts = embedded_texts(passages)
     dimension = embedder.get_embedding_dimension()
     with building(str(settings.index), dimension) as (connection, current):
+        if vector_index_description(len(passages), settings)["type"] == "hnsw":
+            require_pgvector(connection, PGVECTOR_HNSW, f"an HNSW index (above {settings.ann_threshold} passages)", redacted(str(settings.index)))
         known = {} if full or current is None else _reusable_vectors(connection, current, settings.model)
         vectors = np.zeros((len(texts), dimension), dtype=np.float32)
         missing = []

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
 import shutil
 import signal
@@ -19,11 +18,12 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import psycopg
 import pytest
 
 from conftest import CORPUS_FILE, ROOT, dev_questions
-from pg_server import PostgresServer, ServerUnavailable, start_server
+from pg_server import PostgresServer, server_for_tests
 from qa.config import Settings
 from qa.engine import build, index_status, open_engine
 from qa.store import IncompatibleIndexError, IndexUnusableError, MissingIndexError
@@ -38,12 +38,7 @@ _numbers = itertools.count()
 @pytest.fixture(scope="session")
 def server(tmp_path_factory, embedder):
     """The session's server, with the bundled corpus built into the template database."""
-    try:
-        server = start_server()
-    except ServerUnavailable as error:
-        if os.environ.get("CITEQA_REQUIRE_POSTGRES"):  # CI: .ci/run makes sure it can
-            pytest.fail(f"cannot start a PostgreSQL server: {error}")
-        pytest.skip(f"cannot start a PostgreSQL server here: {error}")
+    server = server_for_tests()
     server.sql(f"CREATE DATABASE {TEMPLATE}")
     build(Settings.from_env(index=server.url(database=TEMPLATE)), embedder)
     yield server
@@ -230,6 +225,68 @@ def test_two_readers_answer_completely_while_a_third_process_rebuilds(database, 
             expected = "6 846" if "frontière" in answer["question"] else "2000 soldats"
             assert expected in answer["sentence"].replace("\u00a0", " "), answer
             assert len(answer["passages"]) == 3 and all(answer["passages"])
+
+
+def end_citeqa_sessions(database: Database) -> int:
+    """End the database's citeqa connections, as an administrator would; how many there were."""
+    return len(database.fetch("SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE datname = %s AND application_name = 'citeqa'",
+                              database.name))
+
+
+def test_after_a_server_restart_the_next_question_is_answered_on_a_new_connection(database, embedder):
+    engine = open_engine(database.settings, embedder)
+    assert "6 846" in engine.ask(BORDER).answer_sentence.replace("\u00a0", " ")
+    database.server.restart()
+    assert "2000 soldats" in engine.ask(SOLDIERS).answer_sentence
+
+
+def test_a_backend_ended_during_a_question_says_so_and_the_next_question_reconnects(database, embedder, monkeypatch):
+    engine = open_engine(database.settings, embedder)
+    search = engine.store.dense_search
+
+    def ended_first(*arguments):
+        assert end_citeqa_sessions(database) == 1  # the question has started: its backend goes
+        return search(*arguments)
+
+    monkeypatch.setattr(engine.store, "dense_search", ended_first)
+    with pytest.raises(IndexUnusableError, match=r"PostgreSQL at postgresql://postgres:\*\*\*@/test_\d+\?host=.* ended the connection during "
+                       r"the question \(terminating connection due to administrator command\): the server crashed or restarted, "
+                       r"or an administrator ended the session; ask again: the next question reconnects"):
+        engine.ask(BORDER)
+    monkeypatch.undo()
+    assert "6 846" in engine.ask(BORDER).answer_sentence.replace("\u00a0", " ")
+
+
+def pretend_pgvector(database: Database, version: str) -> None:
+    """Make the database report another pgvector version (its library stays the wheel's)."""
+    database.server.sql(f"UPDATE pg_extension SET extversion = '{version}' WHERE extname = 'vector'", database=database.name)
+
+
+def current_rows(database: Database, doc_id: str) -> list[int]:
+    return [row for row, in database.fetch("SELECT row FROM citeqa.passages JOIN citeqa.current_build USING (build_id) WHERE doc_id = %s ORDER BY row",
+                                           doc_id)]
+
+
+def test_before_pgvector_0_8_an_article_filter_on_hnsw_scans_the_articles_rows(database, embedder):
+    (database.settings.corpus / "baikonour.md").write_text(SECOND_ARTICLE, "utf-8")
+    settings = replace(database.settings, ann_threshold=10, pg_ef_search=1)  # alone, HNSW would give one row before the filter
+    build(settings, embedder)
+    pretend_pgvector(database, "0.7.4")  # no hnsw.iterative_scan
+    database.server.sql(f"ALTER DATABASE {database.name} SET enable_sort = off")  # the planner takes the HNSW order, as on a large table
+    store = open_engine(settings, embedder).store
+    query = store.passage_vectors(np.array(current_rows(database, "baikonour")))[0]  # nearest to itself, outside the filter
+    rows = np.array(current_rows(database, CORPUS_FILE.stem))
+    exact = rows[np.argsort(-(store.passage_vectors(rows) @ query), kind="stable")[:5]]
+    assert store.dense_search(query, 5, frozenset({CORPUS_FILE.stem})).tolist() == exact.tolist()
+    assert store.query("SELECT current_setting('hnsw.iterative_scan') WHERE %s IS NOT NULL", ()) == [("off",)]  # left unset
+
+
+def test_an_hnsw_index_on_pgvector_before_0_5_is_refused_naming_the_version(database, embedder):
+    pretend_pgvector(database, "0.4.4")
+    with pytest.raises(IndexUnusableError, match=r"an HNSW index \(above 10 passages\) needs pgvector 0\.5\.0 or newer, and the database "
+                       r".* has 0\.4\.4: upgrade pgvector on the server"):
+        build(replace(database.settings, ann_threshold=10), embedder)
+    assert "6 846" in border_answer(database.settings, embedder)  # the index in use is untouched
 
 
 def test_a_read_only_role_can_ask_but_not_build(database, embedder):

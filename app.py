@@ -278,6 +278,8 @@ def exchange(engine: Engine, question: str, k: int, articles: Articles) -> list[
     except QuestionError as error:
         refused = labels_for(question_language(question))["refused"]
         return [asked, {"role": "assistant", "error": f"{refused} : {error}"}]
+    except IndexUnusableError as error:  # e.g. the database server went away during the question
+        return [asked, {"role": "assistant", "error": str(error)}]
     return [asked, {"role": "assistant", "answer": answer, "id": uuid.uuid4().hex}]
 
 

@@ -7,7 +7,9 @@ its passage's score, the share of the question's weight it holds, the type of an
 the question's term coverage, names the corpus never mentions):
 
 - ``answerable``: the probability that the corpus holds an answer; below ``threshold`` citeqa
-  says the corpus does not answer (and still shows the closest passages);
+  says the corpus does not answer (and still shows the closest passages), as it does when the
+  sentence lacks the year, date or number asked for or the question names what the corpus never
+  mentions;
 - ``correct``: the probability that the sentence shown holds the answer: the confidence shown.
 
 A logistic model is Platt scaling of a linear score: its output is a probability, checked for
@@ -71,9 +73,13 @@ class ConfidenceModel:
     threshold: float  # below this probability that the corpus answers, citeqa abstains
 
     def judge(self, signals: np.ndarray) -> tuple[bool, float]:
-        """Whether to answer, and the probability that the sentence shown is right."""
+        """Whether to answer, and the probability that the sentence shown is right. Two vetoes
+        stay above the model, as they are nearly always right: a sentence that lacks the year,
+        date or number asked for, and a question naming what the corpus never mentions."""
         row = signals[None, :]
-        return bool(self.answerable.probability(row)[0] >= self.threshold), float(self.correct.probability(row)[0])
+        vetoed = signals[SIGNALS.index("answer_type")] < 0 or signals[SIGNALS.index("unknown_names")] > 0
+        answers = not vetoed and bool(self.answerable.probability(row)[0] >= self.threshold)
+        return answers, float(self.correct.probability(row)[0])
 
     def save(self, path: Path) -> None:
         data = {"signals": list(SIGNALS), "answerable": self.answerable.as_json(), "correct": self.correct.as_json(),

@@ -43,6 +43,7 @@ class Outcome:
     rank: int | None  # rank of the first passage containing the answer, if any in the top 5
     sentence_has_answer: bool
     span_f1: float  # token F1 of the short answer against the known answer (0 without one)
+    short_has_answer: bool  # the short answer holds the known one (for a source question: the right reference)
     answered: bool
     footnotes: tuple[int, ...]  # cited for the answer
     seconds: float
@@ -79,7 +80,8 @@ def run_case(engine: Engine, case: Case) -> Outcome:
     sentence_has_answer = holds(case.answer, answer.answer_sentence)
     cited = tuple(f.number for f in answer.answer_footnotes)
     span_f1 = token_f1(answer.answer_text, case.answer) if case.answer and answer.answer_text else 0.0
-    return Outcome(case, rank, sentence_has_answer, span_f1, answer.answered, cited, seconds)
+    short_has_answer = holds(case.answer, answer.answer_text)
+    return Outcome(case, rank, sentence_has_answer, span_f1, short_has_answer, answer.answered, cited, seconds)
 
 
 def holds(expected: str | None, text: str | None) -> bool:
@@ -130,6 +132,7 @@ def summarise(outcomes: list[Outcome]) -> dict:
         "sentence_has_answer": share(answerable, lambda o: o.sentence_has_answer),
         "span_exact_match": share(answerable, lambda o: o.span_f1 == 1.0),
         "span_f1": round(float(np.mean([o.span_f1 for o in answerable])), 3) if answerable else None,
+        "short_has_answer": share(answerable, lambda o: o.short_has_answer),
         "footnote_precision": round(len(correct) / len(cited), 3) if cited else None,
         "footnote_recall": round(len(correct) / expected_total, 3) if expected_total else None,
         "footnotes_cover_expected": share(with_footnotes, lambda o: set(o.case.footnotes) <= set(o.footnotes)),
@@ -192,10 +195,10 @@ def compare_runs(before: dict[str, dict], outcomes: list[Outcome]) -> str:
 
 def format_report(report: dict) -> str:
     """A table: one row per group, one column per figure."""
-    columns = ["questions", "recall@1", "recall@3", "recall@5", "mrr", "sentence_has_answer", "span_exact_match", "span_f1",
+    columns = ["questions", "recall@1", "recall@3", "recall@5", "mrr", "sentence_has_answer", "span_exact_match", "span_f1", "short_has_answer",
                "footnotes_cover_expected", "footnote_precision", "footnote_recall",
                "abstention_precision", "abstention_recall", "answerable_abstained", "latency_p50_ms", "latency_p95_ms"]
-    short = ["n", "R@1", "R@3", "R@5", "MRR", "sent", "EM", "F1", "fn⊇", "fnP", "fnR", "absP", "absR", "ans✗", "p50ms", "p95ms"]
+    short = ["n", "R@1", "R@3", "R@5", "MRR", "sent", "EM", "F1", "A⊇", "fn⊇", "fnP", "fnR", "absP", "absR", "ans✗", "p50ms", "p95ms"]
     rows = [["group", *short]]
     for group, figures in report.items():
         rows.append([group, *("-" if figures[c] is None else str(figures[c]) for c in columns)])

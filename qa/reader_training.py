@@ -260,6 +260,7 @@ def train_reader(settings: Settings, train_file: Path, work: Path, training: Tra
 def save_reader(model, output: Path, manifest: ReaderManifest) -> None:
     """The adapters, the span head and the manifest, into ``output``."""
     output.mkdir(parents=True, exist_ok=True)
+    model.peft_config["default"].base_model_name_or_path = BASE_MODEL  # not this machine's cache folder
     model.save_pretrained(str(output))
     (output / "README.md").unlink(missing_ok=True)  # peft's blank model card; the manifest says what this is
     manifest.write(output)

@@ -339,7 +339,10 @@ def test_hostile_corpus_text_is_shown_as_text(tmp_path, feedback_file, monkeypat
     reply = ask(at, "En quelle année le mot apparaît-il ?")
     sentence = "Le mot <script>alert(1)</script> et **gras** et [lien](http://x) :red[x] $x$ apparaissent ici en 1999[1]."
     assert highlight_of(passage_of(reply)) == sentence
-    assert rendered(passage_of(reply))[1] == {"p"}
+    # the only markup is citeqa's own bold around the short answer, whose text stays escaped
+    assert rendered(passage_of(reply))[1] <= {"p", "strong"}
+    short = at.session_state["messages"][-1]["answer"].answer_text
+    assert re.findall(r"<strong>(.*?)</strong>", _markdown.render(passage_of(reply))) in ([], [html.escape(short)])
     assert "Article <script>alert(1)</script> › Section **grasse**" == rendered(reply.caption[0].value)[0].split(" · ", 1)[1]
     assert citations(reply)["[1]"][1] == "<b>Référence</b> **hostile** :red[y]"
     sources = rendered(at.tabs[1].markdown[0].value)[0]

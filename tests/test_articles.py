@@ -36,10 +36,11 @@ def piaf_run(piaf_engine):
 def test_piaf_dev_questions_find_their_passage_and_sentence(piaf_run):
     overall = piaf_run[0]["overall"]
     assert overall["questions"] == 644
-    # measured: 0.769, 0.915, 0.693 (README); the issue asks 0.75, 0.90 and 0.70
+    # measured with the reader: 0.778, 0.915, 0.708, span F1 0.366, exact 0.219 (README)
     assert overall["recall@1"] >= 0.75
     assert overall["recall@3"] >= 0.90
-    assert overall["sentence_has_answer"] >= 0.67
+    assert overall["sentence_has_answer"] >= 0.69
+    assert overall["span_f1"] >= 0.33 and overall["span_exact_match"] >= 0.19
 
 
 def test_passages_stay_short_enough_to_read(piaf_engine):

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from qa.selector import read_weights
+
 CONFIDENCE_MODEL = "confidence_model.json"  # in the reader's folder: trained on its scores
 SIGNALS = (
     "reader_margin", "reader_margin_gap", "reader_read", "certainty", "sentence_cosine", "passage_score",
@@ -88,12 +90,7 @@ class ConfidenceModel:
 
     @classmethod
     def load(cls, path: Path) -> "ConfidenceModel":
-        try:
-            data = json.loads(path.read_text("utf-8"))
-        except OSError as error:
-            raise ValueError(f"no confidence model at {path}: train it with `python -m qa train-confidence`") from error
-        if tuple(data["signals"]) != SIGNALS:
-            raise ValueError(f"{path} was trained on other signals; retrain it with `python -m qa train-confidence`")
+        data = read_weights(path, "signals", SIGNALS, "train-confidence")
         return cls(LogisticModel.from_json(data["answerable"]), LogisticModel.from_json(data["correct"]), float(data["threshold"]))
 
 

@@ -111,13 +111,20 @@ class SentenceModel:
 
     @classmethod
     def load(cls, path: Path = MODEL_FILE, features: tuple[str, ...] = FEATURES) -> "SentenceModel":
-        try:
-            data = json.loads(path.read_text("utf-8"))
-        except OSError as error:
-            raise ValueError(f"no sentence model at {path}: train it with `python -m qa train-selector`") from error
-        if tuple(data["features"]) != features:
-            raise ValueError(f"{path} was trained on other features; retrain it with `python -m qa train-selector`")
+        data = read_weights(path, "features", features, "train-selector")
         return cls(*(np.array(data[key]) for key in ("mean", "scale", "weights")))
+
+
+def read_weights(path: Path, names_key: str, names: tuple[str, ...], command: str) -> dict:
+    """A small model's JSON file, checked to be trained on ``names`` (its ``names_key``); a
+    ValueError naming the ``python -m qa`` command that (re)trains it otherwise."""
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except OSError as error:
+        raise ValueError(f"no model at {path}: train it with `python -m qa {command}`") from error
+    if tuple(data[names_key]) != names:
+        raise ValueError(f"{path} was trained on other {names_key}; retrain it with `python -m qa {command}`")
+    return data
 
 
 def train(questions: list[tuple[np.ndarray, np.ndarray]], l2: float = 0.001, steps: int = 3000) -> SentenceModel:

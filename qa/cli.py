@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     confidence = commands.add_parser("train-confidence", help="train when to abstain and the confidence shown, on questions with known answers")
     confidence.add_argument("file", type=Path, help="questions of many articles (JSON lines with doc, like piaf-dev's)")
     confidence.add_argument("--cross-article", action="store_true", help="also ask each question of the other articles only")
+    confidence.add_argument("--answer-removed", action="store_true",
+                            help="also ask each question without the passages that hold its answer")
     confidence.add_argument("--also", nargs=2, action="append", default=[], type=Path, metavar=("FILE", "INDEX"),
                             help="more questions, on the corpus of another index (repeatable)")
     confidence.add_argument("--output", type=Path, help="where to write the models (default: the reader's confidence_model.json)")
@@ -186,7 +188,7 @@ def _train_reader(settings: Settings, args: argparse.Namespace) -> int:
 def _train_confidence(settings: Settings, args: argparse.Namespace) -> int:
     from qa.choose import reader_folder
     from qa.confidence import CONFIDENCE_MODEL
-    from qa.confidence_training import cross_validate, fit_on, format_held_out, held_out_report, judged
+    from qa.confidence_training import answer_removed, cross_validate, fit_on, format_held_out, held_out_report, judged
     from qa.engine import open_engine
     from qa.evaluate import read_cases
 
@@ -196,6 +198,8 @@ def _train_confidence(settings: Settings, args: argparse.Namespace) -> int:
     rows = judged(engine, read_cases(args.file), args.file.stem)
     if args.cross_article:
         rows += judged(engine, read_cases(args.file), args.file.stem, cross_article=True)
+    if args.answer_removed:
+        rows += answer_removed(engine, read_cases(args.file), args.file.stem)
     for file, index in args.also:
         rows += judged(open_engine(replace(settings, index=index_location(str(index))), engine.embedder, judged=False),
                        read_cases(file), file.stem)

@@ -3,22 +3,25 @@
 Each question is asked as a user would; what the answer's signals were, whether the corpus holds
 an answer and whether the sentence shown holds it are recorded. With ``cross_article``, each
 question is also asked of the other articles only (the article filter): no passage there holds
-its answer, so it teaches what an unanswered question looks like. Figures are reported on
+its answer, so it teaches what an unanswered question looks like; with ``answer_removed``, asked
+as if the passages holding the answer were not there. Figures are reported on
 questions left out of training, in folds by article.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from qa.answer import answer_signals, unknown_names
 from qa.confidence import ConfidenceModel, fit_confidence, reliability_table
 from qa.engine import Engine
 from qa.evaluate import Case, holds
-from qa.selector import article_folds
+from qa.selector import DEPTH, article_folds
 
 BUNDLED_ARTICLE = "relations-kazakhstan-russie"  # the article of dev.jsonl and dev2.jsonl, which name none
+REMOVED_SLACK = 5  # passages retrieved beyond DEPTH, so that DEPTH remain once those with the answer are dropped
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,22 @@ def judged(engine: Engine, cases: list[Case], source: str, cross_article: bool =
         shown = answer.answer_text if answer.asks_source else answer.answer_sentence
         rows.append(JudgedQuestion(article, source + (" cross-article" if cross_article else ""), case.kind,
                                    np.array(answer.signals), answerable, answerable and holds(case.answer, shown)))
+    return rows
+
+
+def answer_removed(engine: Engine, cases: list[Case], source: str) -> list[JudgedQuestion]:
+    """Each answerable question asked as if its article did not state the answer: the passages
+    holding it are dropped from what retrieval found, the rest of the article stays. These are
+    the unanswerable questions a reader of the article expects it to answer."""
+    rows = []
+    for case in (c for c in cases if c.answer):
+        found = engine.retriever.search(case.question, DEPTH + REMOVED_SLACK)
+        hits = [h for h in found.hits if not holds(case.answer, h.passage.text)][:DEPTH]
+        if not hits:
+            continue
+        retrieval = replace(found, hits=hits)
+        signals = answer_signals(engine.chooser.choose(retrieval), retrieval, unknown_names(case.question, retrieval, engine.store))
+        rows.append(JudgedQuestion(case.doc or BUNDLED_ARTICLE, source + " answer removed", case.kind, signals, False, False))
     return rows
 
 

@@ -2,10 +2,10 @@
 
 Nothing is generated: the answer is a sentence of one of the top passages, chosen by the
 sentence model and the reader (qa.choose), with the short answer the reader found inside it and
-the references its footnote markers point to; its passage is shown first. The same fact found in several articles (the same sentence, up to a few words)
-is shown once, with every source. When the best match is too weak, or the sentence lacks what
-the question asks for (a year, a date, a number), the answer says so in the question's
-language and the passages are offered as possibly useful.
+the references its footnote markers point to; its passage is shown first. The same fact found
+in several articles (the same sentence, up to a few words) is shown once, with every source.
+When the confidence models (qa.confidence) judge that the corpus does not answer, the answer
+says so in the question's language and the passages are offered as possibly useful.
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ def answer_question(
     ordered = [top, *(h for h in retrieval.hits if h is not top)]
     groups = group_same_facts(ordered, chosen.span)
     footnotes = sentence_footnotes(store, top.passage, chosen.span)
-    span = None if asked_source else chosen.answer
+    short_span = None if asked_source else chosen.answer
     passages = tuple(
         AnswerPassage(
             passage=hit.passage,
@@ -144,7 +144,7 @@ def answer_question(
             same_fact=tuple(
                 Source(other.passage, span, sentence_footnotes(store, other.passage, span)) for other, span in others
             ),
-            answer=span if hit is top else None,
+            answer=short_span if hit is top else None,
         )
         for rank, (hit, others) in enumerate(groups[:k], start=1)
     )
@@ -158,7 +158,7 @@ def answer_question(
         text = source_answer([f.reference for f in footnotes if f.reference]) or None
         answered = answered and text is not None
     else:
-        text = None if span is None else top.passage.text[span[0] : span[1]]
+        text = None if short_span is None else top.passage.text[short_span[0] : short_span[1]]
     return Answer(question, language, answered, sentence, footnotes, passages, text, confidence, asked_source is not None, tuple(signals))
 
 

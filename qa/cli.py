@@ -267,7 +267,8 @@ def format_answer(answer: Answer) -> str:
     elif answer.passages:
         first = answer.passages[0].passage
         if answer.answer_text:
-            lines.append(f"A: {' '.join(answer.answer_text.split())}")
+            sure = "" if answer.confidence is None else f"  (confidence {answer.confidence:.0%})"
+            lines.append(f"A: {' '.join(answer.answer_text.split())}{sure}")
         lines.append(f"   « {' '.join(answer.answer_sentence.split())} » ({first.title} › {first.section}"
                      + "".join(f" [{f.number}]" for f in answer.answer_footnotes) + ")")
     for p in answer.passages:

@@ -89,7 +89,7 @@ class Chooser:
         chosen = dict(zip(CHOICE_FEATURES, map(float, signals.features[row])))
         if self.reader is None:
             return Choice(best.hit, best.span, None, chosen, certainty)
-        readings = [(w, r) for w, r in signals.readings if w.hit == best.hit and best.sentence in w.sentences]
+        readings = [(w, r) for w, r in signals.readings if w.holds(best.hit, best.sentence)]
         if not readings:  # chosen without being read: read it now, for its short answer
             window = window_around(retrieval.hits[best.hit].passage, best.sentence, best.hit)
             readings = [(window, self.reader.read(retrieval.question, [retrieval.hits[best.hit].passage.text[window.start : window.end]])[0])]
@@ -128,7 +128,7 @@ def reader_signals(found: list[Candidate], readings: list[tuple[Window, Reading]
     margins = np.full(len(found), -np.inf)
     for row, candidate in enumerate(found):
         for window, reading in readings:
-            if window.hit == candidate.hit and candidate.sentence in window.sentences:
+            if window.holds(candidate.hit, candidate.sentence):
                 margins[row] = max(margins[row], span_in(candidate, window, reading)[0])
     read = np.isfinite(margins)
     best = margins[read].max() if read.any() else 0.0

@@ -46,6 +46,10 @@ class Window:
     end: int
     sentences: tuple[int, ...]  # indices of the passage's sentences it holds
 
+    def holds(self, hit: int, sentence: int) -> bool:
+        """Whether this window holds that sentence of that passage."""
+        return self.hit == hit and sentence in self.sentences
+
 
 def window_around(passage: Passage, sentence: int, hit: int = 0, limit: int = WINDOW_CHARS) -> Window:
     """The sentence with its neighbours in the passage, the one before first, while the whole
@@ -70,7 +74,7 @@ def reading_windows(passages: list[Passage], ranked: list[tuple[int, int]], coun
     for hit, sentence in ranked:
         if len(windows) == count:
             break
-        if not any(w.hit == hit and sentence in w.sentences for w in windows):
+        if not any(w.holds(hit, sentence) for w in windows):
             windows.append(window_around(passages[hit], sentence, hit))
     return windows
 

@@ -15,15 +15,15 @@ from datetime import datetime
 
 import streamlit as st
 
-from qa.answer import Answer, AnswerPassage, QuestionError
+from qa.answer.pipeline import Answer, AnswerPassage, QuestionError
 from qa.config import Settings
 from qa.engine import Engine, build, index_status, open_engine
-from qa.feedback import record_vote
-from qa.index import BuildReport, IndexStatus
-from qa.store import Articles, IndexUnusableError, MissingIndexError, PassageStore
-from qa.model import ModelLoadError, load_encoder
-from qa.passages import Passage
-from qa.text import question_language
+from qa.tools.feedback import record_vote
+from qa.store.folder import BuildReport, IndexStatus
+from qa.store.contract import Articles, IndexUnusableError, MissingIndexError, PassageStore
+from qa.store.model import ModelLoadError, load_encoder
+from qa.ingest.passages import Passage
+from qa.ingest.text import question_language
 
 # Markdown's special characters, plus those of GFM autolinks (: @ .), setext headings (=),
 # HTML entities (&) and Streamlit's own syntax (:color[...], :material/...:, $math$).

@@ -27,12 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from qa.config import Settings  # noqa: E402
 from qa.engine import Engine  # noqa: E402
-from qa.evaluate import evaluate, read_cases  # noqa: E402
-from qa.index import lexical_text  # noqa: E402
-from qa.model import load_embedder  # noqa: E402
-from qa.pg_store import DatabaseStore, connect  # noqa: E402
-from qa.retrieve import Retriever  # noqa: E402
-from qa.text import fold  # noqa: E402
+from qa.tools.evaluate import evaluate, read_cases  # noqa: E402
+from qa.store.folder import lexical_text  # noqa: E402
+from qa.store.model import load_embedder  # noqa: E402
+from qa.store.postgres import DatabaseStore, connect  # noqa: E402
+from qa.answer.retrieve import Retriever  # noqa: E402
+from qa.ingest.text import fold  # noqa: E402
 
 SCRATCH = sql.Identifier("citeqa", "fulltext_experiment")
 RANKINGS = {"ts_rank": "ts_rank(t.document, q, 1)", "ts_rank_cd": "ts_rank_cd(t.document, q, 1)"}

@@ -9,7 +9,7 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 BUNDLED_MODEL = "bundled:multilingual-e5-small"
-SHIPPED_READER = "shipped"  # qa/reader_model/, trained here; "none" answers without a reader
+SHIPPED_READER = "shipped"  # qa/models/reader/, trained here; "none" answers without a reader
 DATABASE_URL_PREFIXES = ("postgresql://", "postgres://")
 
 IndexLocation = Path | str  # an index folder, or a PostgreSQL URL
@@ -42,7 +42,7 @@ class Settings:
     chunk_size: int = 1000
     chunk_overlap: int = 0
     top_k: int = 3
-    # The reader: the one shipped in qa/reader_model/, "none", or a folder written by `qa train-reader`.
+    # The reader: the one shipped in qa/models/reader/, "none", or a folder written by `qa train-reader`.
     reader: str = SHIPPED_READER
     # Windows (whole sentences, at most 400 characters) the reader reads per question, around the
     # best candidate sentences; chosen by measurement (README).

@@ -1,22 +1,22 @@
 """The loaded pieces that answer questions: model, index, retriever and sentence model, loaded once.
 
-The one place that knows the two index backends: a folder (FAISS, ``qa.index``) or a
-``postgresql://`` URL (``qa.pg_store``); everything else talks to a ``PassageStore``."""
+The one place that knows the two index backends: a folder (FAISS, ``qa.store.folder``) or a
+``postgresql://`` URL (``qa.store.postgres``); everything else talks to a ``PassageStore``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from qa.answer import Answer, answer_question
+from qa.answer.pipeline import Answer, answer_question
 from qa.config import Settings, is_database_url
-from qa.corpus import read_corpus
-from qa.index import BuildReport, IndexStatus, Progress, build_index, load_index, set_search_threads
-from qa.model import load_embedder, load_encoder
-from qa.retrieve import Retriever
-from qa.choose import Chooser, load_chooser, reader_folder
-from qa.confidence import CONFIDENCE_MODEL, ConfidenceModel
-from qa.store import Articles, PassageStore, check_compatible, stale_reasons
-from qa.text import fold
+from qa.ingest.corpus import read_corpus
+from qa.store.folder import BuildReport, IndexStatus, Progress, build_index, load_index, set_search_threads
+from qa.store.model import load_embedder, load_encoder
+from qa.answer.retrieve import Retriever
+from qa.answer.choose import Chooser, load_chooser, reader_folder
+from qa.answer.judge import CONFIDENCE_MODEL, ConfidenceModel
+from qa.store.contract import Articles, PassageStore, check_compatible, stale_reasons
+from qa.ingest.text import fold
 
 
 @dataclass
@@ -56,7 +56,7 @@ def build(settings: Settings, embedder=None, progress: Progress | None = None, f
     """Read the corpus and write a new index, reusing the embeddings of unchanged texts."""
     corpus, embedder = read_corpus(settings.corpus), embedder or load_embedder(settings)
     if uses_database(settings):
-        from qa.pg_store import build_database
+        from qa.store.postgres import build_database
 
         return build_database(corpus, settings, embedder, progress, full)
     return build_index(corpus, settings, embedder, progress, full)
@@ -65,7 +65,7 @@ def build(settings: Settings, embedder=None, progress: Progress | None = None, f
 def open_store(settings: Settings) -> PassageStore:
     """The current index, from its folder or its database."""
     if uses_database(settings):
-        from qa.pg_store import DatabaseStore
+        from qa.store.postgres import DatabaseStore
 
         return DatabaseStore(settings.index)
     set_search_threads(settings)
@@ -75,10 +75,10 @@ def open_store(settings: Settings) -> PassageStore:
 def index_status(settings: Settings) -> IndexStatus:
     """The state of the index (folder or database), without loading it."""
     if uses_database(settings):
-        from qa.pg_store import database_status
+        from qa.store.postgres import database_status
 
         return database_status(settings)
-    from qa.index import index_status as folder_status
+    from qa.store.folder import index_status as folder_status
 
     return folder_status(settings)
 

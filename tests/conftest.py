@@ -15,7 +15,7 @@ if str(ROOT) not in sys.path:
 
 from qa.config import Settings  # noqa: E402
 from qa.engine import build, open_engine  # noqa: E402
-from qa.model import load_embedder  # noqa: E402
+from qa.store.model import load_embedder  # noqa: E402
 
 DEV_QUESTIONS = ROOT / "eval" / "dev.jsonl"
 CORPUS_FILE = ROOT / "corpus" / "relations-kazakhstan-russie.txt"

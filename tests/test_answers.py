@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from conftest import ROOT, dev_questions
-from qa.answer import QuestionError
-from qa.text import squash_spaces
+from qa.answer.pipeline import QuestionError
+from qa.ingest.text import squash_spaces
 
 ANSWERABLE = [q for q in dev_questions() if q["answer"]]
 

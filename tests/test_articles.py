@@ -13,8 +13,8 @@ import pytest
 from conftest import ROOT
 from qa.config import Settings
 from qa.engine import build, open_engine
-from qa.evaluate import compare_runs, evaluate, read_cases, read_run, write_run
-from qa.selector import FEATURES, SentenceModel, accuracy, example
+from qa.tools.evaluate import compare_runs, evaluate, read_cases, read_run, write_run
+from qa.answer.candidates import FEATURES, SentenceModel, accuracy, example
 
 PIAF = ROOT / "eval" / "piaf-dev"
 # Passages of at most 400 characters, overlapping by up to 200 (README, "Measured").

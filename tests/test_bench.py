@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from qa.bench import PARTS, STAGES
-from qa.cli import main
+from qa.tools.bench import PARTS, STAGES
+from qa.tools.cli import main
 
 
 def test_bench_reports_load_build_latency_size_and_memory(capsys, tmp_path, monkeypatch):

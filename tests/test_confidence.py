@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from qa.confidence import SIGNALS, LogisticModel, reliability_table
-from qa.evaluate import holds
+from qa.answer.judge import SIGNALS, LogisticModel, reliability_table
+from qa.tools.evaluate import holds
 
 SOURCE_QUESTIONS = [json.loads(line) for line in (ROOT / "eval" / "dev2.jsonl").read_text("utf-8").splitlines()
                     if json.loads(line)["kind"] == "reference"]

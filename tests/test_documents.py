@@ -8,9 +8,9 @@ import pytest
 
 from conftest import CORPUS_FILE
 from qa.config import Settings
-from qa.documents import LEAD_SECTION, CorpusFileError, parse_article, read_article
-from qa.passages import passages_for
-from qa.text import FOOTNOTE_MARKER, sentence_spans
+from qa.ingest.documents import LEAD_SECTION, CorpusFileError, parse_article, read_article
+from qa.ingest.passages import passages_for
+from qa.ingest.text import FOOTNOTE_MARKER, sentence_spans
 
 SOURCE = CORPUS_FILE.read_text("utf-8")
 

@@ -12,8 +12,8 @@ import torch
 
 from conftest import ROOT, dev_questions
 from qa.config import Settings
-from qa.encoder import Encoder, supported
-from qa.model import bundled_model_dir, load_encoder
+from qa.store.encoder import Encoder, supported
+from qa.store.model import bundled_model_dir, load_encoder
 
 
 def test_the_encoder_gives_sentence_transformers_vectors(embedder, engine):
@@ -53,7 +53,7 @@ def test_a_folder_the_encoder_cannot_reproduce_goes_to_sentence_transformers(tmp
 def test_answering_does_not_import_sentence_transformers():
     """What makes the app start fast: neither sentence-transformers nor scikit-learn is imported."""
     script = ("import sys; from qa.config import Settings; from qa.engine import open_engine; "
-              "from qa.model import load_encoder; load_encoder(Settings()); "
+              "from qa.store.model import load_encoder; load_encoder(Settings()); "
               "print(sorted(m for m in ('sentence_transformers', 'sklearn', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -1,4 +1,4 @@
-"""Tests of qa.feedback: votes on real answers, written to a JSON-lines file, and the cases they make."""
+"""Tests of qa.tools.feedback: votes on real answers, written to a JSON-lines file, and the cases they make."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from datetime import datetime
 import pytest
 
 from conftest import ROOT
-from qa.evaluate import read_cases
-from qa.feedback import cases_from_feedback, feedback_path, read_votes, record_vote
+from qa.tools.evaluate import read_cases
+from qa.tools.feedback import cases_from_feedback, feedback_path, read_votes, record_vote
 
 SOLDIERS = "Combien de soldats la Russie a-t-elle déployés en janvier 2022 ?"
 WORLD_CUP = "Who won the 2018 football World Cup?"

@@ -10,9 +10,9 @@ import pytest
 from conftest import CORPUS_FILE
 from qa.config import Settings
 from qa.engine import build, open_engine
-from qa.text import squash_spaces
-from qa.index import current_build, load_index
-from qa.store import IncompatibleIndexError, IndexUnusableError, MissingIndexError, check_compatible, reference_text, stale_reasons
+from qa.ingest.text import squash_spaces
+from qa.store.folder import current_build, load_index
+from qa.store.contract import IncompatibleIndexError, IndexUnusableError, MissingIndexError, check_compatible, reference_text, stale_reasons
 
 
 def test_a_built_index_loads_back_with_its_manifest(index_dir, engine):
@@ -88,8 +88,8 @@ def test_a_build_that_fails_half_way_leaves_the_old_index_in_use(private_corpus,
 
 def test_passages_come_back_from_disk_exactly_as_they_were_split(private_corpus):
     """passages.json stores them in columns (since format 2); every field of every passage survives."""
-    from qa.corpus import read_corpus
-    from qa.passages import passages_for
+    from qa.ingest.corpus import read_corpus
+    from qa.ingest.passages import passages_for
 
     settings = private_corpus
     split = [p for d in read_corpus(settings.corpus).documents for p in passages_for(d, settings.chunk_size, settings.chunk_overlap)]
@@ -99,7 +99,7 @@ def test_passages_come_back_from_disk_exactly_as_they_were_split(private_corpus)
 def test_an_index_written_in_the_previous_format_says_to_rebuild_and_a_build_replaces_it(private_corpus, embedder):
     import json
 
-    from qa.index import index_status
+    from qa.store.folder import index_status
 
     manifest_path = current_build(private_corpus.index) / "manifest.json"
     manifest = json.loads(manifest_path.read_text("utf-8"))

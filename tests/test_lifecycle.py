@@ -11,7 +11,7 @@ import pytest
 from conftest import CORPUS_FILE, ROOT
 from qa.config import Settings
 from qa.engine import build, open_engine
-from qa.index import current_build, index_status, load_index
+from qa.store.folder import current_build, index_status, load_index
 
 SECOND_ARTICLE = "# Baïkonour\n\nLe cosmodrome de Baïkonour est loué par la Russie au Kazakhstan jusqu'en 2050.\n"
 

@@ -12,9 +12,9 @@ import pytest
 
 from conftest import CORPUS_FILE, ROOT, dev_questions
 from qa.config import Settings
-from qa.documents import read_article
-from qa.model import ModelLoadError, bundled_model_dir, load_embedder
-from qa.passages import passages_for
+from qa.ingest.documents import read_article
+from qa.store.model import ModelLoadError, bundled_model_dir, load_embedder
+from qa.ingest.passages import passages_for
 
 # Questions in English beside the French and English ones of the dev file.
 MORE_QUESTIONS = [
@@ -77,7 +77,7 @@ def test_conversion_and_loading_never_touch_the_network(tmp_path):
         "socket.create_connection = refuse\n"
         "from pathlib import Path\n"
         "from qa.config import Settings\n"
-        "from qa.model import load_embedder\n"
+        "from qa.store.model import load_embedder\n"
         f"model = load_embedder(Settings(model_cache=Path({str(tmp_path)!r})))\n"
         "print(model.encode(['query: test'], normalize_embeddings=True).shape)\n"
     )

@@ -28,16 +28,16 @@ def test_the_wheel_holds_the_qa_package_its_models_and_the_citeqa_command(tmp_pa
     shutil.copytree(ROOT / "qa", source / "qa", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md", "requirements.txt", "requirements-test.txt"):
         shutil.copy(ROOT / name, source)
-    (source / "qa" / "reader_model" / "tokenizer").mkdir(parents=True, exist_ok=True)  # the reader model's folder, as it will ship
-    (source / "qa" / "reader_model" / "manifest.json").write_text("{}")
-    (source / "qa" / "reader_model" / "tokenizer" / "tokenizer.json").write_text("{}")
+    (source / "qa" / "models" / "reader" / "tokenizer").mkdir(parents=True, exist_ok=True)  # the reader model's folder, as it will ship
+    (source / "qa" / "models" / "reader" / "manifest.json").write_text("{}")
+    (source / "qa" / "models" / "reader" / "tokenizer" / "tokenizer.json").write_text("{}")
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(source)],
                            capture_output=True, text=True, timeout=300)
     assert built.returncode == 0 and not re.search(r"\w+Warning:", built.stderr), built.stderr  # no setuptools warning
     with zipfile.ZipFile(next((tmp_path / "dist").glob("citeqa-*.whl"))) as wheel:
         names = set(wheel.namelist())
         entry_points = wheel.read(next(n for n in names if n.endswith(".dist-info/entry_points.txt"))).decode()
-    assert {"qa/__main__.py", "qa/cli.py", "qa/sentence_model.json", "qa/reader_model/manifest.json",
-            "qa/reader_model/tokenizer/tokenizer.json"} <= names
+    assert {"qa/__main__.py", "qa/tools/cli.py", "qa/models/sentence_model.json", "qa/models/reader/manifest.json",
+            "qa/models/reader/tokenizer/tokenizer.json"} <= names
     assert not any(name.startswith(("tests/", "corpus/", "eval/", "index/", "app.py")) for name in names)
-    assert "citeqa = qa.cli:main" in entry_points
+    assert "citeqa = qa.tools.cli:main" in entry_points

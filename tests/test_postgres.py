@@ -26,7 +26,7 @@ from conftest import CORPUS_FILE, ROOT, dev_questions
 from pg_server import PostgresServer, server_for_tests
 from qa.config import Settings
 from qa.engine import build, index_status, open_engine
-from qa.store import IncompatibleIndexError, IndexUnusableError, MissingIndexError
+from qa.store.contract import IncompatibleIndexError, IndexUnusableError, MissingIndexError
 
 TEMPLATE = "bundled"
 BORDER = "Quelle est la longueur de la frontière ?"

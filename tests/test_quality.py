@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from conftest import DEV_QUESTIONS
-from qa.evaluate import evaluate, read_cases
-from qa.question_types import fits_expected_type
+from qa.tools.evaluate import evaluate, read_cases
+from qa.answer.question_types import fits_expected_type
 
 
 @pytest.fixture(scope="module")

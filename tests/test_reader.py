@@ -12,10 +12,10 @@ import sys
 import pytest
 
 from conftest import ROOT
-from qa.choose import CHOICE_MODEL
+from qa.answer.choose import CHOICE_MODEL
 from qa.config import Settings
-from qa.reader import READER_DIR, Reader, ReaderLoadError, ReaderManifest
-from qa.text import squash_spaces
+from qa.answer.reader import READER_DIR, Reader, ReaderLoadError, ReaderManifest
+from qa.ingest.text import squash_spaces
 
 TRAINING_DATA = ROOT / "train" / "piaf-train.json"
 SOLDIERS = "Combien de soldats la Russie a-t-elle déployés en janvier 2022 ?"

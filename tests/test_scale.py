@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from conftest import CORPUS_FILE, dev_questions
-from qa.bench import ann_recall, build_synthetic, query_vectors
+from qa.tools.bench import ann_recall, build_synthetic, query_vectors
 from qa.config import Settings
 from qa.engine import build, open_engine
-from qa.index import load_index
-from qa.lexical import terms
-from qa.retrieve import Retriever
+from qa.store.folder import load_index
+from qa.store.lexical import terms
+from qa.answer.retrieve import Retriever
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from conftest import ROOT
-from qa.sources import SourceQuestion, source_answer, source_question
+from qa.answer.sources import SourceQuestion, source_answer, source_question
 
 ASKING_FOR_A_SOURCE = [
     # from eval/dev2.jsonl

@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from qa.config import Settings
-from qa.corpus import read_corpus
-from qa.passages import Passage, passages_for
-from qa.choose import Chooser
-from qa.reader import BASE_MODEL, BASE_PACKAGE, READER_DIR, WINDOW_CHARS, ReaderManifest, base_reader, reader_tokenizer, window_around
-from qa.selector import DEPTH, SentenceModel, candidates
+from qa.ingest.corpus import read_corpus
+from qa.ingest.passages import Passage, passages_for
+from qa.answer.choose import Chooser
+from qa.answer.reader import BASE_MODEL, BASE_PACKAGE, READER_DIR, WINDOW_CHARS, ReaderManifest, base_reader, reader_tokenizer, window_around
+from qa.answer.candidates import DEPTH, SentenceModel, candidates
 
 LORA_TARGETS = ["query", "key", "value", "dense"]
 SHORT_PASSAGES = (400, 200)  # the many-article setting, for the extra answer windows
@@ -200,7 +200,7 @@ def train_reader(settings: Settings, train_file: Path, work: Path, training: Tra
     from peft import LoraConfig, get_peft_model
     from tqdm import tqdm
 
-    from qa.model import ensure_bundled_model, load_embedder
+    from qa.store.model import ensure_bundled_model, load_embedder
 
     random.seed(training.seed)
     np.random.seed(training.seed)

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qa.lexical import term_weight, terms
-from qa.passages import Passage
-from qa.store import Articles, PassageStore
+from qa.store.lexical import term_weight, terms
+from qa.ingest.passages import Passage
+from qa.store.contract import Articles, PassageStore
 
 # Weight of the best sentence's cosine in the dense score (the passage's own has the rest).
 SENTENCE_WEIGHT = 0.5

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from qa.answer import Answer, QuestionError
+from qa.answer.pipeline import Answer, QuestionError
 from qa.config import Settings, index_location
-from qa.store import IndexUnusableError
-from qa.model import ModelLoadError
-from qa.reader_training import TrainingSettings
+from qa.store.contract import IndexUnusableError
+from qa.store.model import ModelLoadError
+from qa.train.reader import TrainingSettings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,13 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("file", type=Path, help="questions (JSON lines with answer and doc, like piaf-dev's)")
     train.add_argument("--also", nargs=2, action="append", default=[], type=Path, metavar=("FILE", "INDEX"),
                        help="more questions, on the corpus of another index (repeatable)")
-    train.add_argument("--output", type=Path, help="where to write the model (default: qa/sentence_model.json, or with --reader "
+    train.add_argument("--output", type=Path, help="where to write the model (default: qa/models/sentence_model.json, or with --reader "
                                                   "the reader's choice_model.json)")
     train.add_argument("--reader", action="store_true", help="train the choice over the sentence model's and the reader's signals")
     reader = commands.add_parser("train-reader", help="train the extractive reader on a SQuAD-format file (PIAF-train)")
     reader.add_argument("file", type=Path, help="training questions, SQuAD v1.1 JSON (like ../shared/train/piaf-train.json)")
     reader.add_argument("--work", type=Path, default=Path(".cache/reader-training"), help="folder for its corpus and index")
-    reader.add_argument("--output", type=Path, help="where to write the reader (default: qa/reader_model/)")
+    reader.add_argument("--output", type=Path, help="where to write the reader (default: qa/models/reader/)")
     for name, default in TrainingSettings().__dict__.items():
         reader.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
     confidence = commands.add_parser("train-confidence", help="train when to abstain and the confidence shown, on questions with known answers")
@@ -126,8 +126,8 @@ def _ask(settings: Settings, args: argparse.Namespace) -> int:
 
 def _eval(settings: Settings, args: argparse.Namespace) -> int:
     from qa.engine import open_engine
-    from qa.evaluate import case_from_row, compare_runs, evaluate, format_report, read_cases, read_run, write_run
-    from qa.feedback import cases_from_feedback
+    from qa.tools.evaluate import case_from_row, compare_runs, evaluate, format_report, read_cases, read_run, write_run
+    from qa.tools.feedback import cases_from_feedback
 
     cases = [case_from_row(row) for row in cases_from_feedback(args.file)] if args.from_feedback else read_cases(args.file)
     if not cases:
@@ -142,10 +142,10 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _train(settings: Settings, args: argparse.Namespace) -> int:
-    from qa.choose import CHOICE_FEATURES, CHOICE_MODEL, load_chooser, reader_folder
+    from qa.answer.choose import CHOICE_FEATURES, CHOICE_MODEL, load_chooser, reader_folder
     from qa.engine import open_retriever
-    from qa.evaluate import read_cases
-    from qa.selector import FEATURES, MODEL_FILE, SentenceModel, accuracy, candidates, cross_validate, example, train
+    from qa.tools.evaluate import read_cases
+    from qa.answer.candidates import FEATURES, MODEL_FILE, SentenceModel, accuracy, candidates, cross_validate, example, train
 
     if args.reader:
         chooser = load_chooser(settings, trained_choice=False)
@@ -176,8 +176,8 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _train_reader(settings: Settings, args: argparse.Namespace) -> int:
-    from qa.reader import READER_DIR
-    from qa.reader_training import train_reader
+    from qa.answer.reader import READER_DIR
+    from qa.train.reader import train_reader
 
     training = TrainingSettings(**{name: getattr(args, name) for name in TrainingSettings().__dict__})
     summary = train_reader(settings, args.file, args.work, training, args.output or READER_DIR)
@@ -186,11 +186,11 @@ def _train_reader(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _train_confidence(settings: Settings, args: argparse.Namespace) -> int:
-    from qa.choose import reader_folder
-    from qa.confidence import CONFIDENCE_MODEL
-    from qa.confidence_training import answer_removed, cross_validate, fit_on, format_held_out, held_out_report, judged
+    from qa.answer.choose import reader_folder
+    from qa.answer.judge import CONFIDENCE_MODEL
+    from qa.train.confidence import answer_removed, cross_validate, fit_on, format_held_out, held_out_report, judged
     from qa.engine import open_engine
-    from qa.evaluate import read_cases
+    from qa.tools.evaluate import read_cases
 
     engine = open_engine(settings, judged=False)
     if engine.chooser.reader is None:
@@ -215,7 +215,7 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 
 def _bench(settings: Settings, args: argparse.Namespace) -> int:
-    from qa.bench import format_report, run_bench
+    from qa.tools.bench import format_report, run_bench
 
     report = run_bench(settings, args.passages, args.seed, args.compare_ann, args.ef_search, args.keep)
     print(json.dumps(asdict(report), ensure_ascii=False) if args.json else format_report(report))

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from qa.text import footnotes_in
+from qa.ingest.text import footnotes_in
 
 LEAD_SECTION = "Introduction"
 HEADING_SUFFIX = "[modifier | modifier le code]"

@@ -345,7 +345,7 @@ def load_encoder(settings: Settings):
     """The model for answering, loaded fast: ``qa.encoder.Encoder`` (plain torch, the same
     vectors) when it can compute the model's folder exactly, as it can the bundled e5;
     otherwise ``load_embedder``'s SentenceTransformer. Raises ModelLoadError."""
-    from qa.encoder import Encoder, supported
+    from qa.store.encoder import Encoder, supported
 
     name = resolve_model_path(settings)
     set_torch_threads(settings)

@@ -14,11 +14,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from qa.answer import answer_signals, unknown_names
-from qa.confidence import ConfidenceModel, fit_confidence, reliability_table
+from qa.answer.pipeline import answer_signals, unknown_names
+from qa.answer.judge import ConfidenceModel, fit_confidence, reliability_table
 from qa.engine import Engine
-from qa.evaluate import Case, holds
-from qa.selector import DEPTH, article_folds
+from qa.tools.evaluate import Case, holds
+from qa.answer.candidates import DEPTH, article_folds
 
 BUNDLED_ARTICLE = "relations-kazakhstan-russie"  # the article of dev.jsonl and dev2.jsonl, which name none
 REMOVED_SLACK = 5  # passages retrieved beyond DEPTH, so that DEPTH remain once those with the answer are dropped

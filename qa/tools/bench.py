@@ -27,14 +27,14 @@ import faiss
 import numpy as np
 
 from qa.config import PROJECT_ROOT, Settings, is_database_url
-from qa.corpus import read_corpus
-from qa.index import SearchIndex, build_index, load_index, new_manifest, search_threads, staged_build
-from qa.model import load_encoder
-from qa.passages import Passage
-from qa.retrieve import CANDIDATES, Retriever
-from qa.choose import Chooser, load_chooser
-from qa.store import IndexUnusableError
-from qa.text import footnotes_in
+from qa.ingest.corpus import read_corpus
+from qa.store.folder import SearchIndex, build_index, load_index, new_manifest, search_threads, staged_build
+from qa.store.model import load_encoder
+from qa.ingest.passages import Passage
+from qa.answer.retrieve import CANDIDATES, Retriever
+from qa.answer.choose import Chooser, load_chooser
+from qa.store.contract import IndexUnusableError
+from qa.ingest.text import footnotes_in
 
 QUESTIONS = PROJECT_ROOT / "eval" / "dev.jsonl"
 STAGES = ("embed", "search", "fusion", "read", "choice")  # the steps of answering, in order (read: signals and reader)
@@ -92,7 +92,7 @@ def run_bench(
     if is_database_url(settings.index):
         if ef_searches or keep:
             raise ValueError("--ef-search and --keep measure an index folder, not a database")
-        from qa.pg_bench import run_database_bench
+        from qa.tools.pg_bench import run_database_bench
 
         return run_database_bench(settings, passages, seed, compare_ann)
     started = time.perf_counter()

@@ -12,7 +12,7 @@ import bm25s
 import numpy as np
 import Stemmer
 
-from qa.text import fold, without_footnotes
+from qa.ingest.text import fold, without_footnotes
 
 _WORD = re.compile(r"\w+")
 IMPACT_ORDER = "impact_order.npy"  # saved beside bm25s's files: each term's postings by weight

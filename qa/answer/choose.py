@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from qa.config import SHIPPED_READER, Settings
-from qa.reader import READER_DIR, Reader, Reading, Window, reading_windows, window_around
-from qa.retrieve import Retrieval
-from qa.selector import FEATURES, Candidate, SentenceModel, candidates
+from qa.answer.reader import READER_DIR, Reader, Reading, Window, reading_windows, window_around
+from qa.answer.retrieve import Retrieval
+from qa.answer.candidates import FEATURES, Candidate, SentenceModel, candidates
 
 _TRAILING_MARKER = re.compile(r"\[\d*\]?$|\[$")  # a footnote marker, whole or cut, ending a span
 CHOICE_MODEL = "choice_model.json"  # in the reader's folder: trained on its scores

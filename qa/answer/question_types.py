@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from qa.text import fold
+from qa.ingest.text import fold
 
 _MONTHS = (
     "janvier fevrier mars avril mai juin juillet aout septembre octobre novembre decembre "

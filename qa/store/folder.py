@@ -35,11 +35,11 @@ import faiss
 import numpy as np
 
 from qa.config import Settings
-from qa.corpus import Corpus
-from qa.documents import Document
-from qa.lexical import LexicalIndex
-from qa.passages import CITING, Passage
-from qa.store import (
+from qa.ingest.corpus import Corpus
+from qa.ingest.documents import Document
+from qa.store.lexical import LexicalIndex
+from qa.ingest.passages import CITING, Passage
+from qa.store.contract import (
     Articles,
     DocumentInfo,
     EmbeddedText,
@@ -53,7 +53,7 @@ from qa.store import (
     stale_reasons,
     vector_index_description,
 )
-from qa.text import without_footnotes
+from qa.ingest.text import without_footnotes
 
 # 2: passages.json in columns. 3: title and section in the embedded texts, sentences embedded
 # with the query prompt and the sentence before them, sentence footnotes.

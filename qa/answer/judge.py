@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qa.selector import read_weights
+from qa.answer.candidates import read_weights
 
 CONFIDENCE_MODEL = "confidence_model.json"  # in the reader's folder: trained on its scores
 SIGNALS = (

@@ -12,7 +12,7 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from qa.answer import Answer
+from qa.answer.pipeline import Answer
 from qa.config import PROJECT_ROOT
 
 VOTES = ("up", "down")

@@ -1,7 +1,7 @@
 """What an index is to the rest of citeqa, whichever backend holds it.
 
 Retrieval, answers and the UI talk to a ``PassageStore``: dense and lexical search, the vectors
-and passages at some rows, the documents' references. ``qa.index`` implements it with a folder
+and passages at some rows, the documents' references. ``qa.store.folder`` implements it with a folder
 (FAISS + bm25s, the default); a database backend implements the same methods. A *row* is the
 store's own integer key of a passage. An ``articles`` filter is a set of document ids (None:
 all documents).
@@ -16,8 +16,8 @@ from typing import Callable, Iterable, Iterator, Protocol
 import numpy as np
 
 from qa.config import Settings
-from qa.corpus import Corpus, file_hashes
-from qa.passages import Passage, passages_for
+from qa.ingest.corpus import Corpus, file_hashes
+from qa.ingest.passages import Passage, passages_for
 
 Articles = frozenset[str] | None
 Progress = Callable[[int, int], None]

@@ -1,10 +1,10 @@
-"""`qa bench --index postgresql://…`: the same figures as ``qa.bench``, with the index in PostgreSQL.
+"""`qa bench --index postgresql://…`: the same figures as ``qa.tools.bench``, with the index in PostgreSQL.
 
 The real corpus is built into the database from scratch (every text embedded). The synthetic
-corpus is the one ``qa.bench`` makes (same seed, same passages and vectors), written into the
+corpus is the one ``qa.tools.bench`` makes (same seed, same passages and vectors), written into the
 database with COPY; its HNSW index (pgvector) is built by the server. recall@10 of the database's
 dense search is measured against exact search over the same vectors, read back from the database.
-The search parts keep ``qa.bench``'s names: "faiss" is the dense half (here pgvector), "bm25"
+The search parts keep ``qa.tools.bench``'s names: "faiss" is the dense half (here pgvector), "bm25"
 the lexical half (here BM25 postings in the database).
 """
 
@@ -21,7 +21,7 @@ import numpy as np
 from pgvector.psycopg import register_vector
 from psycopg import sql
 
-from qa.bench import (
+from qa.tools.bench import (
     QUESTIONS,
     RECALL_K,
     RECALL_QUERIES,
@@ -37,12 +37,12 @@ from qa.bench import (
     time_questions,
 )
 from qa.config import Settings
-from qa.choose import Chooser, load_chooser
-from qa.corpus import read_corpus
-from qa.index import build_index, load_index, new_manifest
-from qa.model import load_encoder
-from qa.pg_store import DatabaseBuild, DatabaseStore, build_database, building, connect, database_bytes, table
-from qa.retrieve import Retriever
+from qa.answer.choose import Chooser, load_chooser
+from qa.ingest.corpus import read_corpus
+from qa.store.folder import build_index, load_index, new_manifest
+from qa.store.model import load_encoder
+from qa.store.postgres import DatabaseBuild, DatabaseStore, build_database, building, connect, database_bytes, table
+from qa.answer.retrieve import Retriever
 
 
 def run_database_bench(settings: Settings, passages: int, seed: int = 0, compare_ann: bool = False) -> BenchReport:
@@ -71,7 +71,7 @@ def run_database_bench(settings: Settings, passages: int, seed: int = 0, compare
 
 
 def build_synthetic_database(source, count: int, seed: int, settings: Settings) -> float:
-    """Write ``qa.bench``'s synthetic corpus into the database as a new build; its seconds."""
+    """Write ``qa.tools.bench``'s synthetic corpus into the database as a new build; its seconds."""
     started = time.perf_counter()
     dimension = source.manifest.dimension
     with building(str(settings.index), dimension) as (connection, _):

@@ -1,10 +1,10 @@
 """Answers: the retrieved passages, the sentence that answers, and its footnotes resolved.
 
 Nothing is generated: the answer is a sentence of one of the top passages, chosen by the
-sentence model and the reader (qa.choose), with the short answer the reader found inside it and
+sentence model and the reader (qa.answer.choose), with the short answer the reader found inside it and
 the references its footnote markers point to; its passage is shown first. The same fact found
 in several articles (the same sentence, up to a few words) is shown once, with every source.
-When the confidence models (qa.confidence) judge that the corpus does not answer, the answer
+When the confidence models (qa.answer.judge) judge that the corpus does not answer, the answer
 says so in the question's language and the passages are offered as possibly useful.
 """
 
@@ -15,16 +15,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qa.lexical import terms
-from qa.passages import Passage
-from qa.question_types import fits_expected_type
-from qa.retrieve import Hit, Retrieval, Retriever
-from qa.choose import Choice, Chooser
-from qa.confidence import SIGNALS, ConfidenceModel
-from qa.selector import DEPTH
-from qa.sources import source_answer, source_question
-from qa.store import Articles, PassageStore, reference_text
-from qa.text import question_language
+from qa.store.lexical import terms
+from qa.ingest.passages import Passage
+from qa.answer.question_types import fits_expected_type
+from qa.answer.retrieve import Hit, Retrieval, Retriever
+from qa.answer.choose import Choice, Chooser
+from qa.answer.judge import SIGNALS, ConfidenceModel
+from qa.answer.candidates import DEPTH
+from qa.answer.sources import source_answer, source_question
+from qa.store.contract import Articles, PassageStore, reference_text
+from qa.ingest.text import question_language
 
 # Without a reader (QA_READER=none), calibrated on dev.jsonl: below this fused score the corpus is taken not to answer.
 ANSWER_THRESHOLD = 0.80

@@ -9,7 +9,7 @@ plain torch. Its vectors equal sentence-transformers' to float rounding (tests/t
 
 Only folders it can reproduce exactly are accepted (``supported``): one Transformer module of
 type xlm-roberta or bert with absolute positions, mean pooling including the prompt, optionally
-a Normalize module. Anything else is loaded by sentence-transformers (``qa.model``).
+a Normalize module. Anything else is loaded by sentence-transformers (``qa.store.model``).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from qa.engine import Engine
-from qa.text import squash_spaces
+from qa.ingest.text import squash_spaces
 
 RANK_DEPTH = 5
 # Articles dropped before comparing short answers (SQuAD's normalisation, in French and English).

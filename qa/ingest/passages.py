@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-from qa.documents import Document, Paragraph
-from qa.text import SENTENCE_BREAK, footnotes_in, sentence_spans
+from qa.ingest.documents import Document, Paragraph
+from qa.ingest.text import SENTENCE_BREAK, footnotes_in, sentence_spans
 
 
 PROSE = ("text", "source")  # kinds split into sentences; an infobox or a reference stays whole

@@ -18,7 +18,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from qa.text import fold, squash_spaces
+from qa.ingest.text import fold, squash_spaces
 
 
 @dataclass(frozen=True)

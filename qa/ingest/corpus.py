@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from qa.documents import CorpusFileError, Document, read_article, read_source
+from qa.ingest.documents import CorpusFileError, Document, read_article, read_source
 
 ARTICLE_SUFFIXES = (".txt", ".md")
 SOURCES_SUFFIX = ".refs"

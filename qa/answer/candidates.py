@@ -6,7 +6,7 @@ its rarity, and in order), what its neighbours carry, how much it says besides, 
 holds the kind of answer the question asks for. A linear model weighs them; it is trained
 listwise (softmax over the candidates of a question) on development questions whose answer is
 known, and checked on articles it was not trained on (``python -m qa train-selector``). Its
-weights are a small JSON file, ``qa/sentence_model.json``.
+weights are a small JSON file, ``qa/models/sentence_model.json``.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from qa.lexical import terms
-from qa.question_types import answer_type_fit, names_new_to
-from qa.retrieve import Retrieval
-from qa.text import squash_spaces
+from qa.store.lexical import terms
+from qa.answer.question_types import answer_type_fit, names_new_to
+from qa.answer.retrieve import Retrieval
+from qa.ingest.text import squash_spaces
 
-MODEL_FILE = Path(__file__).with_name("sentence_model.json")
+MODEL_FILE = Path(__file__).parent.parent / "models" / "sentence_model.json"
 # The passages whose sentences compete to answer.
 DEPTH = 3
 FEATURES = (

@@ -49,11 +49,11 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from qa.config import Settings
-from qa.corpus import Corpus
-from qa.index import BuildReport, IndexStatus, document_rows, embedded_texts, lexical_text, new_manifest
-from qa.lexical import LexicalIndex
-from qa.passages import CITING, Passage
-from qa.store import (
+from qa.ingest.corpus import Corpus
+from qa.store.folder import BuildReport, IndexStatus, document_rows, embedded_texts, lexical_text, new_manifest
+from qa.store.lexical import LexicalIndex
+from qa.ingest.passages import CITING, Passage
+from qa.store.contract import (
     Articles,
     DocumentInfo,
     IncompatibleIndexError,

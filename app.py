@@ -15,7 +15,8 @@ from datetime import datetime
 
 import streamlit as st
 
-from qa.answer.pipeline import Answer, AnswerPassage, QuestionError
+from qa.answer.question import QuestionError, question_language
+from qa.answer.result import Answer, AnswerPassage
 from qa.config import Settings
 from qa.engine import Engine, build, index_status, open_engine
 from qa.tools.feedback import record_vote
@@ -23,7 +24,6 @@ from qa.store.folder import BuildReport, IndexStatus
 from qa.store.contract import Articles, IndexUnusableError, MissingIndexError, PassageStore
 from qa.store.model import ModelLoadError, load_encoder
 from qa.ingest.passages import Passage
-from qa.ingest.text import question_language
 
 # Markdown's special characters, plus those of GFM autolinks (: @ .), setext headings (=),
 # HTML entities (&) and Streamlit's own syntax (:color[...], :material/...:, $math$).

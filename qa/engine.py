@@ -1,4 +1,4 @@
-"""The loaded pieces that answer questions: model, index, retriever and sentence model, loaded once.
+"""The loaded pieces that answer questions: model, index, retriever and the answer's models, loaded once.
 
 The one place that knows the two index backends: a folder (FAISS, ``qa.store.folder``) or a
 ``postgresql://`` URL (``qa.store.postgres``); everything else talks to a ``PassageStore``."""
@@ -7,16 +7,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from qa.answer.pipeline import Answer, answer_question
-from qa.config import Settings, is_database_url
+from pathlib import Path
+
+from qa.answer.candidates import FEATURES
+from qa.answer.choose import CHOICE_FEATURES, CHOICE_MODEL
+from qa.answer.judge import CONFIDENCE_MODEL, ConfidenceModel
+from qa.answer.pipeline import AnswerModels, answer_question
+from qa.answer.ranking import SENTENCE_MODEL, SentenceModel
+from qa.answer.reader import READER_DIR, Reader
+from qa.answer.result import Answer
+from qa.answer.retrieve import Retriever
+from qa.config import SHIPPED_READER, Settings, is_database_url
 from qa.ingest.corpus import read_corpus
+from qa.ingest.text import fold
+from qa.store.contract import Articles, PassageStore, check_compatible, stale_reasons
 from qa.store.folder import BuildReport, IndexStatus, Progress, build_index, load_index, set_search_threads
 from qa.store.model import load_embedder, load_encoder
-from qa.answer.retrieve import Retriever
-from qa.answer.choose import Chooser, load_chooser, reader_folder
-from qa.answer.judge import CONFIDENCE_MODEL, ConfidenceModel
-from qa.store.contract import Articles, PassageStore, check_compatible, stale_reasons
-from qa.ingest.text import fold
 
 
 @dataclass
@@ -25,14 +31,11 @@ class Engine:
     embedder: object  # a sentence_transformers.SentenceTransformer
     store: PassageStore
     retriever: Retriever
-    chooser: Chooser  # the sentence model, and the reader when there is one
-    judge: ConfidenceModel | None  # whether the corpus answers and how surely (None: no reader)
+    models: AnswerModels  # the sentence model, and the reader and the models trained on its scores
 
     def ask(self, question: str, k: int | None = None, articles: Articles = None) -> Answer:
         self.store.follow_current()
-        return answer_question(
-            question, self.retriever, self.chooser, self.judge, k or self.settings.top_k, self.settings.max_question_chars, articles
-        )
+        return answer_question(question, self.retriever, self.models, k or self.settings.top_k, self.settings.max_question_chars, articles)
 
     def articles_named(self, names: list[str]) -> frozenset[str]:
         """The ids of the articles given by title or file name (any case or accents)."""
@@ -92,10 +95,24 @@ def open_retriever(settings: Settings, embedder=None) -> Retriever:
     return Retriever(store, embedder)
 
 
+def reader_folder(settings: Settings) -> Path:
+    """The configured reader's folder (``settings.reader`` is not "none")."""
+    return READER_DIR if settings.reader == SHIPPED_READER else Path(settings.reader)
+
+
+def load_answer_models(settings: Settings, trained_choice: bool = True, judged: bool = True) -> AnswerModels:
+    """The sentence model, and the configured reader with the choice and confidence models trained
+    on its scores (``trained_choice=False``, ``judged=False``: without them, to train them)."""
+    sentence = SentenceModel.load(SENTENCE_MODEL, FEATURES)
+    if settings.reader == "none":
+        return AnswerModels(sentence)
+    folder = reader_folder(settings)
+    choice = SentenceModel.load(folder / CHOICE_MODEL, CHOICE_FEATURES) if trained_choice else None
+    confidence = ConfidenceModel.load(folder / CONFIDENCE_MODEL) if judged else None
+    return AnswerModels(sentence, Reader.load(settings, folder), choice, confidence, settings.read_windows)
+
+
 def open_engine(settings: Settings, embedder=None, judged: bool = True) -> Engine:
-    """The retriever (``open_retriever``), the answering-sentence model, the reader and the
-    confidence models trained on its scores (``judged=False``: without them, to train them)."""
+    """The retriever (``open_retriever``) and the answer's models (``load_answer_models``)."""
     retriever = open_retriever(settings, embedder)
-    chooser = load_chooser(settings)
-    judge = ConfidenceModel.load(reader_folder(settings) / CONFIDENCE_MODEL) if judged and chooser.reader else None
-    return Engine(settings, retriever.embedder, retriever.store, retriever, chooser, judge)
+    return Engine(settings, retriever.embedder, retriever.store, retriever, load_answer_models(settings, judged=judged))

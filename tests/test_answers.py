@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from conftest import ROOT, dev_questions
-from qa.answer.pipeline import QuestionError
+from qa.answer.question import QuestionError
 from qa.ingest.text import squash_spaces
 
 ANSWERABLE = [q for q in dev_questions() if q["answer"]]

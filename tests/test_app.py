@@ -19,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import ROOT
 from qa.tools.feedback import cases_from_feedback
-from qa.ingest.text import question_language
+from qa.answer.question import question_language
 
 APP = str(ROOT / "app.py")
 TIMEOUT = 300  # seconds per script run: the first one may convert the model and build an index

@@ -14,7 +14,9 @@ from conftest import ROOT
 from qa.config import Settings
 from qa.engine import build, open_engine
 from qa.tools.evaluate import compare_runs, evaluate, read_cases, read_run, write_run
-from qa.answer.candidates import FEATURES, SentenceModel, accuracy, example
+from qa.answer.candidates import FEATURES
+from qa.answer.ranking import SentenceModel
+from qa.train.sentence import accuracy, example
 
 PIAF = ROOT / "eval" / "piaf-dev"
 # Passages of at most 400 characters, overlapping by up to 200 (README, "Measured").
@@ -95,7 +97,7 @@ def test_the_sentence_model_beats_the_most_similar_sentence(piaf_engine):
     examples = [e for c in cases if (e := example(piaf_engine.retriever, c.question, c.answer, c.doc))]
     count = len(FEATURES)
     cosine_only = SentenceModel(np.zeros(count), np.ones(count), np.eye(count)[FEATURES.index("sentence_cosine")])
-    assert accuracy(piaf_engine.chooser.ranking, examples) > accuracy(cosine_only, examples) + 0.01
+    assert accuracy(piaf_engine.models.sentence, examples) > accuracy(cosine_only, examples) + 0.01
 
 
 SHARED_FACT = "Le pont de Tancarville, long de 1 420 mètres, franchit la Seine depuis 1959."

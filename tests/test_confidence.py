@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from qa.answer.judge import SIGNALS, LogisticModel, reliability_table
+from qa.answer.judge import SIGNALS
+from qa.train.confidence import fit_logistic, reliability_table
 from qa.tools.evaluate import holds
 
 SOURCE_QUESTIONS = [json.loads(line) for line in (ROOT / "eval" / "dev2.jsonl").read_text("utf-8").splitlines()
@@ -43,7 +44,7 @@ def test_a_logistic_model_learns_a_probability_that_matches_the_frequencies():
     rng = np.random.default_rng(0)
     signals = rng.normal(size=(4000, 2))
     labels = (rng.random(4000) < 1 / (1 + np.exp(-2 * signals[:, 0]))).astype(float)
-    model = LogisticModel.fit(signals, labels)
+    model = fit_logistic(signals, labels)
     table = reliability_table(model.probability(signals), labels)
     for row in table:
         if row["answers"] > 200:

@@ -1,29 +1,24 @@
-"""The answering sentence, chosen among the sentences of the top passages by a small linear model.
+"""The candidate sentences: those of the top passages, each described by the signals the sentence
+model weighs (``qa.answer.ranking``).
 
-Each candidate sentence is described by a few signals: its own cosine to the question, the
-fused score of its passage, how much of the question's terms it carries (each term weighed by
-its rarity, and in order), what its neighbours carry, how much it says besides, and whether it
-holds the kind of answer the question asks for. A linear model weighs them; it is trained
-listwise (softmax over the candidates of a question) on development questions whose answer is
-known, and checked on articles it was not trained on (``python -m qa train-selector``). Its
-weights are a small JSON file, ``qa/models/sentence_model.json``.
+The signals: the sentence's own cosine to the question, the fused score of its passage, how much
+of the question's terms it carries (each term weighed by its rarity, and in order), what its
+neighbours carry, how much it says besides, and whether it holds the kind of answer the question
+asks for. Besides them, the question's names that the corpus never mentions (a veto of the judge).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from qa.store.lexical import terms
 from qa.answer.question_types import answer_type_fit, names_new_to
+from qa.answer.ranking import SentenceModel
 from qa.answer.retrieve import Retrieval
-from qa.ingest.text import squash_spaces
+from qa.store.lexical import terms
 
-MODEL_FILE = Path(__file__).parent.parent / "models" / "sentence_model.json"
 # The passages whose sentences compete to answer.
 DEPTH = 3
 FEATURES = (
@@ -53,7 +48,7 @@ class Candidate:
     sentence: int  # its index among the passage's sentences
 
 
-def candidates(retrieval: Retrieval) -> tuple[list[Candidate], np.ndarray]:
+def sentence_signals(retrieval: Retrieval) -> tuple[list[Candidate], np.ndarray]:
     """The sentences of the top DEPTH passages and their features, one row each."""
     hits = retrieval.hits[:DEPTH]
     question_terms = list(retrieval.query_terms)
@@ -90,109 +85,16 @@ def candidates(retrieval: Retrieval) -> tuple[list[Candidate], np.ndarray]:
 
 
 @dataclass(frozen=True)
-class SentenceModel:
-    """Feature standardisation and weights; a candidate's score is their dot product."""
+class Candidates:
+    """The candidate sentences of a question, with their signals and the sentence model's scores."""
 
-    mean: np.ndarray
-    scale: np.ndarray
-    weights: np.ndarray
-
-    def scores(self, features: np.ndarray) -> np.ndarray:
-        return ((features - self.mean) / self.scale) @ self.weights
-
-    def choose(self, retrieval: Retrieval) -> Candidate:
-        """The sentence that best answers, among those of the top passages."""
-        found, features = candidates(retrieval)
-        return found[int(np.argmax(self.scores(features)))]
-
-    def save(self, path: Path, features: tuple[str, ...] = FEATURES) -> None:
-        data = {"features": list(features), "mean": self.mean.tolist(), "scale": self.scale.tolist(), "weights": self.weights.tolist()}
-        path.write_text(json.dumps(data, indent=1) + "\n", "utf-8")
-
-    @classmethod
-    def load(cls, path: Path = MODEL_FILE, features: tuple[str, ...] = FEATURES) -> "SentenceModel":
-        data = read_weights(path, "features", features, "train-selector")
-        return cls(*(np.array(data[key]) for key in ("mean", "scale", "weights")))
+    found: list[Candidate]
+    features: np.ndarray  # FEATURES, one row per candidate
+    scores: np.ndarray  # the sentence model's score of each
 
 
-def read_weights(path: Path, names_key: str, names: tuple[str, ...], command: str) -> dict:
-    """A small model's JSON file, checked to be trained on ``names`` (its ``names_key``); a
-    ValueError naming the ``python -m qa`` command that (re)trains it otherwise."""
-    try:
-        data = json.loads(path.read_text("utf-8"))
-    except OSError as error:
-        raise ValueError(f"no model at {path}: train it with `python -m qa {command}`") from error
-    if tuple(data[names_key]) != names:
-        raise ValueError(f"{path} was trained on other {names_key}; retrain it with `python -m qa {command}`")
-    return data
-
-
-def train(questions: list[tuple[np.ndarray, np.ndarray]], l2: float = 0.001, steps: int = 3000) -> SentenceModel:
-    """Fit the weights on (features, is-answer labels) of each question: softmax over a
-    question's candidates, cross-entropy against its answering sentences, L2 penalty; plain
-    gradient descent with Adam on standardised features. Questions without an answering
-    candidate teach nothing and are left out."""
-    questions = [(x, y / y.sum()) for x, y in questions if y.any()]
-    stacked = np.vstack([x for x, _ in questions])
-    mean, scale = stacked.mean(0), stacked.std(0) + 1e-9
-    groups = [((x - mean) / scale, y) for x, y in questions]
-    weights = np.zeros(stacked.shape[1])
-    moment, velocity = np.zeros_like(weights), np.zeros_like(weights)
-    for step in range(1, steps + 1):
-        gradient = 2 * l2 * weights
-        for x, target in groups:
-            logits = x @ weights
-            p = np.exp(logits - logits.max())
-            gradient -= x.T @ (target - p / p.sum()) / len(groups)
-        moment = 0.9 * moment + 0.1 * gradient
-        velocity = 0.999 * velocity + 0.001 * gradient**2
-        weights -= 0.05 * (moment / (1 - 0.9**step)) / (np.sqrt(velocity / (1 - 0.999**step)) + 1e-8)
-    return SentenceModel(mean, scale, weights)
-
-
-@dataclass(frozen=True)
-class Example:
-    """One training question: its article, and its candidates' features and labels."""
-
-    article: str
-    features: np.ndarray
-    labels: np.ndarray  # 1.0 where the candidate sentence contains the known answer
-
-
-def example(retriever, question: str, answer: str, article: str, describe=candidates) -> Example | None:
-    """The candidates of a question as the product sees them (``describe``: a retrieval → the
-    candidates and their signals), labelled by the known answer."""
-    retrieval = retriever.search(question, DEPTH)
-    if not retrieval.hits:
-        return None
-    found, features = describe(retrieval)
-    expected = squash_spaces(answer)
-    texts = [retrieval.hits[c.hit].passage.text[c.span[0] : c.span[1]] for c in found]
-    return Example(article, features, np.array([expected in squash_spaces(t) for t in texts], dtype=np.float64))
-
-
-def accuracy(model: SentenceModel, examples: list[Example]) -> float:
-    """Share of questions whose chosen sentence contains the answer."""
-    return float(np.mean([e.labels[int(np.argmax(model.scores(e.features)))] for e in examples]))
-
-
-def article_folds(articles: set[str], folds: int = 5, seed: int = 0) -> list[set[str]]:
-    """The articles in ``folds`` groups (fewer if there are fewer articles), shuffled by ``seed``:
-    each group in turn is left out of training."""
-    order = sorted(articles)
-    np.random.default_rng(seed).shuffle(order)
-    count = min(folds, len(order))
-    return [set(order[fold::count]) for fold in range(count)]
-
-
-def cross_validate(examples: list[Example], folds: int = 5, seed: int = 0) -> np.ndarray:
-    """For each example, whether a model trained without its article chooses a right sentence
-    (NaN for all when there is a single article: nothing to leave out)."""
-    right = np.full(len(examples), np.nan)
-    groups = article_folds({e.article for e in examples}, folds, seed)
-    for held_out in groups if len(groups) > 1 else ():
-        model = train([(e.features, e.labels) for e in examples if e.article not in held_out])
-        for i, e in enumerate(examples):
-            if e.article in held_out:
-                right[i] = e.labels[int(np.argmax(model.scores(e.features)))]
-    return right
+def find_candidates(retrieval: Retrieval, model: SentenceModel) -> Candidates:
+    """The candidates stage: the sentences of the top passages, their signals, and how the
+    sentence model ranks them."""
+    found, features = sentence_signals(retrieval)
+    return Candidates(found, features, model.scores(features))

@@ -40,6 +40,10 @@ class Passage:
     # paragraph that has some (possibly in the next passage).
     sentence_footnotes: tuple[tuple[int, ...], ...] = ()
 
+    def footnotes_backing(self, span: tuple[int, int]) -> tuple[int, ...]:
+        """The footnotes that back one of its sentences (given by its span)."""
+        return self.sentence_footnotes[self.sentences.index(span)]
+
 
 def sentence_splitter(chunk_size: int, chunk_overlap: int) -> RecursiveCharacterTextSplitter:
     """A splitter that only ever cuts between sentences."""

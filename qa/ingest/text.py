@@ -45,21 +45,3 @@ def fold(text: str) -> str:
 def squash_spaces(text: str) -> str:
     """All runs of white space (any kind) made one plain space; for comparing texts."""
     return " ".join(text.split())
-
-
-_ENGLISH_WORDS = frozenset(
-    "the what who when where which why how is are was were did does do of in to and a an with "
-    "from for on at by between has have had much many long share".split()
-)
-_FRENCH_WORDS = frozenset(
-    "le la les des du de un une est sont qui que quel quelle quels quelles quand où comment "
-    "combien pourquoi et en au aux dans par pour sur avec a-t-il a-t-elle qu'est-ce ce cette".split()
-)
-
-
-def question_language(question: str) -> str:
-    """"fr" or "en": which of the two the question's function words point to (French if unsure)."""
-    words = question.lower().replace("’", "'").replace("?", " ").split()
-    english = sum(w in _ENGLISH_WORDS for w in words)
-    french = sum(w in _FRENCH_WORDS for w in words)
-    return "en" if english > french else "fr"

@@ -31,13 +31,17 @@ from qa.ingest.corpus import read_corpus
 from qa.store.folder import SearchIndex, build_index, load_index, new_manifest, search_threads, staged_build
 from qa.store.model import load_encoder
 from qa.ingest.passages import Passage
+from qa.answer.candidates import find_candidates
+from qa.answer.choose import choose
+from qa.answer.reading import read
 from qa.answer.retrieve import CANDIDATES, Retriever
-from qa.answer.choose import Chooser, load_chooser
+from qa.answer.pipeline import AnswerModels
+from qa.engine import load_answer_models
 from qa.store.contract import IndexUnusableError
 from qa.ingest.text import footnotes_in
 
 QUESTIONS = PROJECT_ROOT / "eval" / "dev.jsonl"
-STAGES = ("embed", "search", "fusion", "read", "choice")  # the steps of answering, in order (read: signals and reader)
+STAGES = ("embed", "search", "fusion", "candidates", "read", "choice")  # the steps of answering, in order
 PARTS = ("faiss", "bm25")  # the two halves of "search", timed on their own
 NOISE = 0.02  # per dimension (a norm of about 0.4): synthetic passages made of the same sentences stay distinct
 RECALL_QUERIES = 200  # query vectors used to measure recall@10 against exact search
@@ -99,7 +103,7 @@ def run_bench(
     embedder = load_encoder(settings)
     model_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    chooser = load_chooser(settings)
+    models = load_answer_models(settings)
     reader_seconds = time.perf_counter() - started
     questions = [json.loads(line)["question"] for line in QUESTIONS.read_text("utf-8").splitlines() if line.strip()]
     comparison: list[dict] = []
@@ -107,7 +111,7 @@ def run_bench(
     with tempfile.TemporaryDirectory(prefix="qa-bench-") as work:
         real_settings = replace(settings, index=Path(work) / "real")
         report = build_index(read_corpus(real_settings.corpus), real_settings, embedder, full=True)
-        corpora = [measure("real corpus", real_settings.index, embedder, chooser, questions, report.seconds, settings=settings)]
+        corpora = [measure("real corpus", real_settings.index, embedder, models, questions, report.seconds, settings=settings)]
         if passages:
             synthetic = replace(settings, index=keep or Path(work) / "synthetic")
             seconds = kept_build_seconds(synthetic, passages, seed)
@@ -115,14 +119,14 @@ def run_bench(
                 seconds = build_synthetic(load_index(real_settings.index), passages, seed, synthetic)
                 if keep is not None:
                     (keep / KEPT).write_text(json.dumps(kept_description(synthetic, passages, seed, seconds)), "utf-8")
-            corpora.append(measure(f"synthetic {passages}", synthetic.index, embedder, chooser, questions, seconds, seed, settings))
+            corpora.append(measure(f"synthetic {passages}", synthetic.index, embedder, models, questions, seconds, seed, settings))
             if ef_searches or compare_ann:
                 index = load_index(synthetic.index)
                 queries = query_vectors(index, Retriever(index, embedder), questions, seed)
                 exact = exact_top(index.vectors, queries, RECALL_K)
                 if index.manifest.vector_index["type"] == "hnsw":
                     with search_threads(settings):
-                        sweep = ef_sweep(index, embedder, chooser, questions, queries, exact, ef_searches or EF_SEARCHES)
+                        sweep = ef_sweep(index, embedder, models, questions, queries, exact, ef_searches or EF_SEARCHES)
                 if compare_ann:
                     comparison = ann_comparison(index, queries, exact, seed)
     return BenchReport(machine_description(), round(model_seconds, 2), round(reader_seconds, 2), corpora, peak_rss_mb(), comparison, sweep,
@@ -151,7 +155,7 @@ def kept_build_seconds(settings: Settings, passages: int, seed: int) -> float | 
     return seconds if kept == kept_description(settings, passages, seed) else None
 
 
-def measure(name: str, root: Path, embedder, chooser: Chooser, questions: list[str], build_seconds: float, seed: int = 0,
+def measure(name: str, root: Path, embedder, models: AnswerModels, questions: list[str], build_seconds: float, seed: int = 0,
             settings: Settings | None = None) -> CorpusBench:
     """Load an index and time its questions (FAISS with ``settings.search_threads``, as an engine
     searches); for an ANN index, its recall against exact search."""
@@ -162,7 +166,7 @@ def measure(name: str, root: Path, embedder, chooser: Chooser, questions: list[s
     index_rss = rss_mb() - before
     retriever = Retriever(index, embedder)
     with search_threads(settings or Settings()):
-        timed = time_questions(retriever, chooser, questions)
+        timed = time_questions(retriever, models, questions)
     recall = None if index.manifest.vector_index["type"] == "flat" else ann_recall(index, query_vectors(index, retriever, questions, seed))
     return CorpusBench(
         name=name,
@@ -179,7 +183,7 @@ def measure(name: str, root: Path, embedder, chooser: Chooser, questions: list[s
     )
 
 
-def time_questions(retriever: Retriever, chooser: Chooser, questions: list[str], rounds: int = 3) -> dict[str, Latency]:
+def time_questions(retriever: Retriever, models: AnswerModels, questions: list[str], rounds: int = 3) -> dict[str, Latency]:
     """p50 and p95 of each step of answering, over ``rounds`` passes of the questions (after one
     warm-up): wall-clock time, and under "cpu" the CPU time of the process (one torch thread,
     one FAISS thread, BM25 on a second thread during the search), which a busy machine
@@ -187,7 +191,7 @@ def time_questions(retriever: Retriever, chooser: Chooser, questions: list[str],
     timings: dict[str, list[float]] = {}
     for round_number in range(rounds + 1):
         for question in questions:
-            times = time_question(retriever, chooser, question)
+            times = time_question(retriever, models, question)
             for stage, seconds in times.items():
                 timings.setdefault(stage, []).extend([seconds * 1000] if round_number else [])
     latencies = {stage: Latency(round(float(np.percentile(v, 50)), 2), round(float(np.percentile(v, 95)), 2)) for stage, v in timings.items()}
@@ -198,10 +202,10 @@ def time_questions(retriever: Retriever, chooser: Chooser, questions: list[str],
 CPU = "_cpu"
 
 
-def time_question(retriever: Retriever, chooser: Chooser, question: str) -> dict[str, float]:
+def time_question(retriever: Retriever, models: AnswerModels, question: str) -> dict[str, float]:
     """The seconds each step of answering takes (wall clock, and "<step>_cpu" for the process's
-    CPU time): Retriever.search's steps, then the sentences' signals with the reader's reading,
-    then the choice of the answering sentence and its short answer; then, on
+    CPU time): Retriever.search's steps, then the candidate sentences' signals, the reader's
+    reading, and the choice of the answering sentence and its short answer; then, on
     their own, the dense and BM25 halves of the search."""
     clock, cpu = [time.perf_counter()], [time.process_time()]
 
@@ -215,9 +219,11 @@ def time_question(retriever: Retriever, chooser: Chooser, question: str) -> dict
     tick()
     retrieval = retriever.rank(candidates, 3)
     tick()
-    signals = chooser.signals(retrieval)
+    found = find_candidates(retrieval, models.sentence)
     tick()
-    chooser.decide(retrieval, signals)
+    readings = read(models.reader, retrieval, found, models.read_windows) if models.reader else None
+    tick()
+    choose(found, readings, models.choice)
     tick()
     steps = dict(zip(STAGES, np.diff(clock)))
     steps.update({stage + CPU: seconds for stage, seconds in zip(STAGES, np.diff(cpu))})
@@ -356,7 +362,7 @@ def ann_recall(index: SearchIndex, queries: np.ndarray) -> float:
     return recall(found, exact_top(index.vectors, queries, RECALL_K))
 
 
-def ef_sweep(index: SearchIndex, embedder, chooser: Chooser, questions: list[str], queries: np.ndarray, exact: np.ndarray,
+def ef_sweep(index: SearchIndex, embedder, models: AnswerModels, questions: list[str], queries: np.ndarray, exact: np.ndarray,
              ef_searches: tuple[int, ...]) -> list[dict]:
     """For each efSearch: the HNSW index's recall@10 against exact search, its own p50 time for
     100 candidates, and the p50/p95 of the whole search step (dense + BM25 + union) of the questions."""
@@ -366,7 +372,7 @@ def ef_sweep(index: SearchIndex, embedder, chooser: Chooser, questions: list[str
     try:
         for ef in ef_searches:
             index.vectors.hnsw.efSearch = ef
-            timed = time_questions(retriever, chooser, questions)
+            timed = time_questions(retriever, models, questions)
             search, cpu = timed["search"], timed["cpu"]["search"]
             rows.append({"index": f"HNSW{index.manifest.vector_index['m']}", "ef_search": ef,
                          **search_figures(index.vectors, queries, exact), "search_p50_ms": search.p50_ms,

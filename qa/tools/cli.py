@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 
-from qa.answer.pipeline import Answer, QuestionError
+from qa.answer.question import QuestionError
+from qa.answer.result import Answer
 from qa.config import Settings, index_location
 from qa.store.contract import IndexUnusableError
 from qa.store.model import ModelLoadError
@@ -142,36 +142,10 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _train(settings: Settings, args: argparse.Namespace) -> int:
-    from qa.answer.choose import CHOICE_FEATURES, CHOICE_MODEL, load_chooser, reader_folder
-    from qa.engine import open_retriever
-    from qa.tools.evaluate import read_cases
-    from qa.answer.candidates import FEATURES, MODEL_FILE, SentenceModel, accuracy, candidates, cross_validate, example, train
+    from qa.train.sentence import train_selector
 
-    if args.reader:
-        chooser = load_chooser(settings, trained_choice=False)
-        describe, features, output = chooser.described, CHOICE_FEATURES, args.output or reader_folder(settings) / CHOICE_MODEL
-    else:
-        describe, features, output = candidates, FEATURES, args.output or MODEL_FILE
-    examples, embedder, sets = [], None, []
-    for file, index in [(args.file, settings.index), *((f, index_location(str(i))) for f, i in args.also)]:
-        retriever = open_retriever(replace(settings, index=index), embedder)
-        embedder = retriever.embedder
-        cases = [c for c in read_cases(file) if c.answer]
-        found = [e for c in cases if (e := example(retriever, c.question, c.answer, c.doc or file.stem, describe)) is not None]
-        print(f"{file}: {len(cases)} answerable questions; the answer is in a candidate sentence for {sum(e.labels.any() for e in found)}")
-        sets.append((f"{file} on {index}", len(examples), len(examples) + len(found)))
-        examples += found
-    try:
-        print(f"sentence accuracy, current model:             {accuracy(SentenceModel.load(output, features), examples):.3f}")
-    except ValueError as error:
-        print(f"current model: {error}")
-    held_out = cross_validate(examples)
-    print(f"sentence accuracy, trained on other articles: {np.mean(held_out):.3f} (5 folds by article)")
-    for name, start, end in sets:
-        print(f"    {name}: {np.mean(held_out[start:end]):.3f}")
-    model = train([(e.features, e.labels) for e in examples])
-    model.save(output, features)
-    print(f"sentence accuracy, trained on all:            {accuracy(SentenceModel.load(output, features), examples):.3f}; written to {output}")
+    question_sets = [(args.file, str(settings.index)), *((file, str(index)) for file, index in args.also)]
+    train_selector(settings, question_sets, args.reader, args.output)
     return 0
 
 
@@ -186,27 +160,10 @@ def _train_reader(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _train_confidence(settings: Settings, args: argparse.Namespace) -> int:
-    from qa.answer.choose import reader_folder
-    from qa.answer.judge import CONFIDENCE_MODEL
-    from qa.train.confidence import answer_removed, cross_validate, fit_on, format_held_out, held_out_report, judged
-    from qa.engine import open_engine
-    from qa.tools.evaluate import read_cases
+    from qa.train.confidence import train_confidence
 
-    engine = open_engine(settings, judged=False)
-    if engine.chooser.reader is None:
-        raise ValueError("the confidence models read the reader's scores: train them with a reader (not QA_READER=none)")
-    rows = judged(engine, read_cases(args.file), args.file.stem)
-    if args.cross_article:
-        rows += judged(engine, read_cases(args.file), args.file.stem, cross_article=True)
-    if args.answer_removed:
-        rows += answer_removed(engine, read_cases(args.file), args.file.stem)
-    for file, index in args.also:
-        rows += judged(open_engine(replace(settings, index=index_location(str(index))), engine.embedder, judged=False),
-                       read_cases(file), file.stem)
-    print(format_held_out(held_out_report(rows, cross_validate(rows))))
-    output = args.output or reader_folder(settings) / CONFIDENCE_MODEL
-    fit_on(rows).save(output)
-    print(f"written to {output} (figures above: questions whose article was left out of training, 5 folds)")
+    also = [(file, str(index)) for file, index in args.also]
+    train_confidence(settings, args.file, args.cross_article, args.answer_removed, also, args.output)
     return 0
 
 

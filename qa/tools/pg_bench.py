@@ -37,7 +37,8 @@ from qa.tools.bench import (
     time_questions,
 )
 from qa.config import Settings
-from qa.answer.choose import Chooser, load_chooser
+from qa.answer.pipeline import AnswerModels
+from qa.engine import load_answer_models
 from qa.ingest.corpus import read_corpus
 from qa.store.folder import build_index, load_index, new_manifest
 from qa.store.model import load_encoder
@@ -54,18 +55,18 @@ def run_database_bench(settings: Settings, passages: int, seed: int = 0, compare
     embedder = load_encoder(settings)
     model_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    chooser = load_chooser(settings)
+    models = load_answer_models(settings)
     reader_seconds = time.perf_counter() - started
     questions = [json.loads(line)["question"] for line in QUESTIONS.read_text("utf-8").splitlines() if line.strip()]
     report = build_database(read_corpus(settings.corpus), settings, embedder, full=True)
-    corpora = [measure_database("real corpus", url, embedder, chooser, questions, report.seconds, seed)]
+    corpora = [measure_database("real corpus", url, embedder, models, questions, report.seconds, seed)]
     if passages:
         with tempfile.TemporaryDirectory(prefix="qa-bench-") as work:
             source_settings = replace(settings, index=Path(work) / "real")
             build_index(read_corpus(settings.corpus), source_settings, embedder, full=True)
             source = load_index(source_settings.index)
             seconds = build_synthetic_database(source, passages, seed, settings)
-        corpora.append(measure_database(f"synthetic {passages}", url, embedder, chooser, questions, seconds, seed))
+        corpora.append(measure_database(f"synthetic {passages}", url, embedder, models, questions, seconds, seed))
     machine = {**machine_description(), "backend": "postgresql"}
     return BenchReport(machine, round(model_seconds, 2), round(reader_seconds, 2), corpora, peak_rss_mb(), load_average=os.getloadavg())
 
@@ -83,7 +84,7 @@ def build_synthetic_database(source, count: int, seed: int, settings: Settings) 
     return time.perf_counter() - started
 
 
-def measure_database(name: str, url: str, embedder, chooser: Chooser, questions: list[str], build_seconds: float, seed: int) -> CorpusBench:
+def measure_database(name: str, url: str, embedder, models: AnswerModels, questions: list[str], build_seconds: float, seed: int) -> CorpusBench:
     """Open the database's current build and time its questions; for HNSW, its recall@10."""
     before = rss_mb()
     started = time.perf_counter()
@@ -94,7 +95,7 @@ def measure_database(name: str, url: str, embedder, chooser: Chooser, questions:
     counts = store.query("SELECT (SELECT count(*) FROM {passages} WHERE build_id = %s), (SELECT count(*) FROM {sentences} WHERE build_id = %s)",
                           (store.build_id,))
     passages, sentences = counts[0]
-    query = time_questions(retriever, chooser, questions)
+    query = time_questions(retriever, models, questions)
     recall_at_10 = None if manifest.vector_index["type"] == "flat" else database_recall(store, retriever, questions, seed)
     return CorpusBench(
         name=name, passages=passages, sentences=sentences, build_seconds=round(build_seconds, 2),

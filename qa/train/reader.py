@@ -25,12 +25,16 @@ from pathlib import Path
 
 import numpy as np
 
+from qa.answer.candidates import DEPTH, FEATURES, find_candidates
+from qa.answer.ranking import SENTENCE_MODEL, SentenceModel
+from qa.answer.reader import BASE_MODEL, BASE_PACKAGE, MANIFEST, READER_DIR, ReaderManifest, base_reader, reader_tokenizer
+from qa.answer.reading import windows_to_read
+from qa.answer.windows import WINDOW_CHARS, window_around
 from qa.config import Settings
+from qa.engine import build, open_retriever
 from qa.ingest.corpus import read_corpus
 from qa.ingest.passages import Passage, passages_for
-from qa.answer.choose import Chooser
-from qa.answer.reader import BASE_MODEL, BASE_PACKAGE, READER_DIR, WINDOW_CHARS, ReaderManifest, base_reader, reader_tokenizer, window_around
-from qa.answer.candidates import DEPTH, SentenceModel, candidates
+from qa.store.model import ensure_bundled_model, load_embedder
 
 LORA_TARGETS = ["query", "key", "value", "dense"]
 SHORT_PASSAGES = (400, 200)  # the many-article setting, for the extra answer windows
@@ -123,11 +127,9 @@ def examples_for(settings: Settings, questions: list[TrainQuestion], training: T
     """The windows citeqa reads for each question on its own index of the training corpus, plus
     the answer's window when retrieval missed it and, for a share of questions, the answer's
     short passage."""
-    from qa.engine import build, open_retriever
-
     build(settings, embedder)
     retriever = open_retriever(settings, embedder)
-    chooser = Chooser(SentenceModel.load())
+    sentence_model = SentenceModel.load(SENTENCE_MODEL, FEATURES)
     corpus = read_corpus(settings.corpus)
     passages = {doc.doc_id: passages_for(doc, settings.chunk_size, settings.chunk_overlap) for doc in corpus.documents}
     short = {doc.doc_id: passages_for(doc, *SHORT_PASSAGES) for doc in corpus.documents}
@@ -136,7 +138,7 @@ def examples_for(settings: Settings, questions: list[TrainQuestion], training: T
     for question in _progress(questions, "windows"):
         retrieval = retriever.search(question.question, DEPTH)
         hits = [h.passage for h in retrieval.hits]
-        windows = chooser.windows_to_read(retrieval, *candidates(retrieval))
+        windows = windows_to_read(retrieval, find_candidates(retrieval, sentence_model), settings.read_windows)
         read = [window_example(question, hits[w.hit], w.start, w.end) for w in windows]
         negatives = [e for e in read if e.answer_start < 0][training.negatives :]
         read = [e for e in read if e not in negatives]
@@ -200,8 +202,6 @@ def train_reader(settings: Settings, train_file: Path, work: Path, training: Tra
     from peft import LoraConfig, get_peft_model
     from tqdm import tqdm
 
-    from qa.store.model import ensure_bundled_model, load_embedder
-
     random.seed(training.seed)
     np.random.seed(training.seed)
     torch.manual_seed(training.seed)
@@ -263,7 +263,7 @@ def save_reader(model, output: Path, manifest: ReaderManifest) -> None:
     model.peft_config["default"].base_model_name_or_path = BASE_MODEL  # not this machine's cache folder
     model.save_pretrained(str(output))
     (output / "README.md").unlink(missing_ok=True)  # peft's blank model card; the manifest says what this is
-    manifest.write(output)
+    (output / MANIFEST).write_text(json.dumps(manifest.__dict__, indent=1, ensure_ascii=False) + "\n", "utf-8")
 
 
 def _progress(items: list, label: str):

@@ -20,7 +20,7 @@ from qa.answer.result import Answer, AnswerPassage
 from qa.config import Settings
 from qa.engine import Engine, build, index_status, open_engine
 from qa.tools.feedback import record_vote
-from qa.store.folder import BuildReport, IndexStatus
+from qa.store.building import BuildReport, IndexStatus
 from qa.store.contract import Articles, IndexUnusableError, MissingIndexError, PassageStore
 from qa.store.model import ModelLoadError, load_encoder
 from qa.ingest.passages import Passage

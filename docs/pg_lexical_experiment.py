@@ -28,9 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from qa.config import Settings  # noqa: E402
 from qa.engine import Engine  # noqa: E402
 from qa.tools.evaluate import evaluate, read_cases  # noqa: E402
-from qa.store.folder import lexical_text  # noqa: E402
+from qa.store.building import lexical_text  # noqa: E402
 from qa.store.model import load_embedder  # noqa: E402
-from qa.store.postgres import DatabaseStore, connect  # noqa: E402
+from qa.store.postgres import DatabaseStore  # noqa: E402
+from qa.store.postgres_connection import connect  # noqa: E402
 from qa.answer.retrieve import Retriever  # noqa: E402
 from qa.ingest.text import fold  # noqa: E402
 

@@ -21,7 +21,9 @@ from qa.config import SHIPPED_READER, Settings, is_database_url
 from qa.ingest.corpus import read_corpus
 from qa.ingest.text import fold
 from qa.store.contract import Articles, PassageStore, check_compatible, stale_reasons
-from qa.store.folder import BuildReport, IndexStatus, Progress, build_index, load_index, set_search_threads
+from qa.store.building import BuildReport, IndexStatus, Progress
+from qa.store.folder import load_index, set_search_threads
+from qa.store.folder_build import build_index
 from qa.store.model import load_embedder, load_encoder
 
 
@@ -59,7 +61,7 @@ def build(settings: Settings, embedder=None, progress: Progress | None = None, f
     """Read the corpus and write a new index, reusing the embeddings of unchanged texts."""
     corpus, embedder = read_corpus(settings.corpus), embedder or load_embedder(settings)
     if uses_database(settings):
-        from qa.store.postgres import build_database
+        from qa.store.postgres_build import build_database
 
         return build_database(corpus, settings, embedder, progress, full)
     return build_index(corpus, settings, embedder, progress, full)

@@ -10,18 +10,15 @@ all documents).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-import hashlib
-from typing import Callable, Iterable, Iterator, Protocol
+from typing import Iterable, Protocol
 
 import numpy as np
 
 from qa.config import Settings
-from qa.ingest.corpus import Corpus, file_hashes
-from qa.ingest.passages import Passage, passages_for
+from qa.ingest.corpus import file_hashes
+from qa.ingest.passages import Passage
 
 Articles = frozenset[str] | None
-Progress = Callable[[int, int], None]
-EMBED_BATCH = 32
 
 
 class IndexUnusableError(RuntimeError):
@@ -131,43 +128,3 @@ def stale_reasons(manifest: Manifest, settings: Settings) -> list[str]:
     return reasons
 
 
-def corpus_passages(corpus: Corpus, settings: Settings) -> list[Passage]:
-    """Every passage a build indexes, in row order; refuses a corpus without any."""
-    passages = [p for d in corpus.documents for p in passages_for(d, settings.chunk_size, settings.chunk_overlap)]
-    if not passages:
-        raise IndexUnusableError(f"no passages: the corpus folder {corpus.folder} has no readable article")
-    return passages
-
-
-@dataclass(frozen=True)
-class EmbeddedText:
-    """A text a build embeds, with the model prompt it is embedded under ("passage" or "query")."""
-
-    prompt: str
-    text: str
-
-    @property
-    def key(self) -> str:
-        """What identifies it between builds: the sha256 (hex) of its prompt and text."""
-        return hashlib.sha256(f"{self.prompt}\n{self.text}".encode("utf-8")).hexdigest()
-
-
-def embed_batches(embedder, texts: list[EmbeddedText], rows: list[int], progress: Progress | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """The normalised embeddings of the texts at ``rows``, EMBED_BATCH at a time, as
-    (rows, vectors) pairs, reporting progress after each batch."""
-    for start in range(0, len(rows), EMBED_BATCH):
-        chunk = rows[start : start + EMBED_BATCH]
-        for prompt in dict.fromkeys(texts[i].prompt for i in chunk):
-            batch = [i for i in chunk if texts[i].prompt == prompt]
-            vectors = embedder.encode([texts[i].text for i in batch], prompt_name=prompt, normalize_embeddings=True, convert_to_numpy=True)
-            yield np.array(batch, dtype=np.int64), np.asarray(vectors, dtype=np.float32)
-        if progress:
-            progress(min(start + EMBED_BATCH, len(rows)), len(rows))
-
-
-def vector_index_description(count: int, settings: Settings) -> dict:
-    """How ``count`` passage vectors are searched, as recorded in the manifest: exactly up to
-    ``settings.ann_threshold`` passages, HNSW above (both backends)."""
-    if count <= settings.ann_threshold:
-        return {"type": "flat"}
-    return {"type": "hnsw", "m": settings.hnsw_m, "ef_construction": settings.hnsw_ef_construction, "ef_search": settings.hnsw_ef_search}

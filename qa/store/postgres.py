@@ -33,130 +33,32 @@ during a question fails that question with a message saying so, and the next one
 
 from __future__ import annotations
 
-import re
 import threading
-import time
 from collections import Counter
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
-from typing import Iterable, Iterator
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from dataclasses import dataclass
+from typing import Iterable
 
 import numpy as np
 import psycopg
 from pgvector.psycopg import register_vector
 from psycopg import sql
-from psycopg.types.json import Jsonb
 
 from qa.config import Settings
-from qa.ingest.corpus import Corpus
-from qa.store.folder import BuildReport, IndexStatus, document_rows, embedded_texts, lexical_text, new_manifest
-from qa.store.lexical import LexicalIndex
 from qa.ingest.passages import CITING, Passage
-from qa.store.contract import (
-    Articles,
-    DocumentInfo,
-    IncompatibleIndexError,
-    IndexUnusableError,
-    Manifest,
-    MissingIndexError,
-    Progress,
-    corpus_passages,
-    embed_batches,
-    stale_reasons,
-    vector_index_description,
+from qa.store.building import IndexStatus
+from qa.store.contract import Articles, DocumentInfo, IndexUnusableError, Manifest, MissingIndexError, stale_reasons
+from qa.store.postgres_connection import (
+    LOCK,
+    PASSAGE_COLUMNS,
+    PGVECTOR_ITERATIVE_SCAN,
+    _secret_free,
+    check_schema,
+    connect,
+    current_build_id,
+    pgvector_version,
+    redacted,
+    table,
 )
-
-SCHEMA = "citeqa"
-SCHEMA_VERSION = 2  # 2: passages.sentence_footnotes
-LOCK = (0x63697465, 1)  # pg_advisory_lock(key1, key2): "cite", builds
-PARTITIONED = ("passages", "sentences", "postings")
-PASSAGE_COLUMNS = "row, id, doc_id, title, section, kind, body, start_offset, end_offset, footnotes, sentences, file, sentence_footnotes"
-PGVECTOR_MAX_EF_SEARCH = 1000  # pgvector refuses a larger hnsw.ef_search
-PGVECTOR_HNSW = (0, 5, 0)  # the first pgvector with HNSW indexes
-PGVECTOR_ITERATIVE_SCAN = (0, 8, 0)  # the first with hnsw.iterative_scan (a filtered search still finds `width` rows)
-
-
-def redacted(url: str) -> str:
-    """The URL without its password (in the authority or a ``password=`` parameter)."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        credentials, host = netloc.rsplit("@", 1)
-        netloc = f"{credentials.split(':', 1)[0]}{':***' if ':' in credentials else ''}@{host}"
-    query = urlencode([(k, "***" if k == "password" else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)], safe="/")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def _secret_free(message: str, url: str) -> str:
-    """A server or libpq message with the URL's password blanked out, should it appear."""
-    password = urlsplit(url).password or dict(parse_qsl(urlsplit(url).query)).get("password")
-    return message.replace(password, "***") if password else message
-
-
-def connect(url: str, read_only: bool) -> psycopg.Connection:
-    """An autocommit connection (read-only if asked), or an IndexUnusableError saying why not."""
-    location = redacted(url)
-    try:
-        connection = psycopg.connect(url, autocommit=True, connect_timeout=10, application_name="citeqa")
-    except psycopg.OperationalError as error:
-        detail = _secret_free(str(error).strip().splitlines()[-1] if str(error).strip() else repr(error), url)
-        if "authentication failed" in detail or "no password supplied" in detail:
-            raise IndexUnusableError(
-                f"PostgreSQL at {location} refused the credentials: check the user and password "
-                f"(in the URL, PGPASSWORD or ~/.pgpass) ({detail})") from None
-        if "does not exist" in detail:
-            raise IndexUnusableError(f"PostgreSQL at {location} answered: {detail}; fix the URL or create it") from None
-        raise IndexUnusableError(f"cannot reach PostgreSQL at {location}: {detail}") from None
-    if read_only:
-        connection.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-    return connection
-
-
-def pgvector_version(connection: psycopg.Connection) -> tuple[int, ...]:
-    """The version of the vector extension in this database, e.g. (0, 8, 6); () if it has none."""
-    row = connection.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
-    return tuple(int(part) for part in re.findall(r"\d+", row[0])[:3]) if row else ()
-
-
-def require_pgvector(connection: psycopg.Connection, needed: tuple[int, ...], what: str, location: str) -> None:
-    """Refuse what needs a newer pgvector than the database's, naming the version needed."""
-    version = pgvector_version(connection)
-    if version < needed:
-        dotted = ".".join(map(str, version)) or "none"
-        raise IndexUnusableError(
-            f"{what} needs pgvector {'.'.join(map(str, needed))} or newer, and the database {location} has {dotted}: "
-            "upgrade pgvector on the server, then run `ALTER EXTENSION vector UPDATE;` in the database")
-
-
-def table(name: str, build_id: int | None = None) -> sql.Composed:
-    return sql.Identifier(SCHEMA, name if build_id is None else f"{name}_{build_id}")
-
-
-def _schema_state(connection: psycopg.Connection) -> tuple[int, int] | None:
-    """The schema version and dimension of the citeqa tables (None: there are none)."""
-    if connection.execute("SELECT to_regclass('citeqa.schema')").fetchone()[0] is None:
-        return None
-    row = connection.execute(sql.SQL("SELECT version, dimension FROM {}").format(table("schema"))).fetchone()
-    return None if row is None else (row[0], row[1])
-
-
-def check_schema(connection: psycopg.Connection, location: str) -> None:
-    """Refuse a database without the citeqa tables, or with tables of another schema version."""
-    state = _schema_state(connection)
-    if state is None:
-        raise MissingIndexError(f"no index in {location}: build it with `python -m qa --index URL build`")
-    version, _ = state
-    if version < SCHEMA_VERSION:
-        raise IncompatibleIndexError(
-            f"the index in {location} has the citeqa schema version {version}, this citeqa reads version {SCHEMA_VERSION}: "
-            "run `python -m qa --index URL build` to migrate it (the tables are recreated and everything is embedded again)")
-    if version > SCHEMA_VERSION:
-        raise IncompatibleIndexError(
-            f"the index in {location} has the citeqa schema version {version}, made by a newer citeqa: upgrade citeqa")
-
-
-# --- reading ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -202,7 +104,7 @@ class DatabaseStore:
         ended since the last question is replaced by a new one, on the current build."""
         pin = self._pin()
         try:
-            current = _current_build_id(pin.connection, self.location)
+            current = current_build_id(pin.connection, self.location)
         except psycopg.OperationalError:
             self._drop_pin()
             self._pin()  # a new connection, on the current build (or the message saying why not)
@@ -231,7 +133,7 @@ class DatabaseStore:
         try:
             check_schema(connection, self.location)
             register_vector(connection)
-            build_id = _current_build_id(connection, self.location)
+            build_id = current_build_id(connection, self.location)
             manifest = Manifest(**connection.execute(
                 sql.SQL("SELECT manifest FROM {} WHERE id = %s").format(table("builds")), (build_id,)).fetchone()[0])
             rows = connection.execute(
@@ -344,13 +246,6 @@ def _passage(row: tuple) -> Passage:
                    tuple(zip(sentences[0::2], sentences[1::2])), file, tuple(tuple(notes) for notes in sentence_footnotes))
 
 
-def _current_build_id(connection: psycopg.Connection, location: str) -> int:
-    row = connection.execute(sql.SQL("SELECT build_id FROM {}").format(table("current_build"))).fetchone()
-    if row is None:
-        raise MissingIndexError(f"no index in {location}: no build has finished yet; build it with `python -m qa --index URL build`")
-    return row[0]
-
-
 # --- status ------------------------------------------------------------------------------------
 
 
@@ -366,7 +261,7 @@ def database_status(settings: Settings) -> IndexStatus:
                 LOCK).fetchone()[0])
             try:
                 check_schema(connection, location)
-                build_id = _current_build_id(connection, location)
+                build_id = current_build_id(connection, location)
             except MissingIndexError as error:
                 return IndexStatus(location, False, building, str(error))
             except IndexUnusableError as error:
@@ -382,218 +277,4 @@ def database_status(settings: Settings) -> IndexStatus:
 
 # --- building ----------------------------------------------------------------------------------
 
-
-@contextmanager
-def build_lock(connection: psycopg.Connection) -> Iterator[None]:
-    """Hold the database's citeqa build lock (a second build waits for the first); PostgreSQL
-    releases it by itself if the building process dies."""
-    connection.execute("SELECT pg_advisory_lock(%s, %s)", LOCK)
-    try:
-        yield
-    finally:
-        if not connection.closed:
-            connection.execute("SELECT pg_advisory_unlock(%s, %s)", LOCK)
-
-
-def prepare_schema(connection: psycopg.Connection, location: str, dimension: int) -> None:
-    """Create the citeqa tables, or recreate them when their schema version or vector dimension
-    is not this one's (a migration: everything is embedded again). Needs the vector extension."""
-    try:
-        connection.execute("CREATE EXTENSION IF NOT EXISTS vector")
-    except psycopg.errors.InsufficientPrivilege:
-        raise IndexUnusableError(
-            f"the database {location} lacks the pgvector extension and this user may not create it: "
-            "have an administrator run `CREATE EXTENSION vector;` in it") from None
-    except (psycopg.errors.FeatureNotSupported, psycopg.errors.UndefinedFile) as error:
-        raise IndexUnusableError(
-            f"the PostgreSQL server of {location} has no pgvector extension ({error}): install pgvector on the server "
-            "(e.g. the package postgresql-<version>-pgvector), then run `CREATE EXTENSION vector;`") from None
-    if _schema_state(connection) == (SCHEMA_VERSION, dimension):
-        return
-    d = sql.Literal(dimension)
-    with connection.transaction():
-        connection.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(SCHEMA)))
-        connection.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(SCHEMA)))
-        for statement in (
-            "CREATE TABLE citeqa.schema (version int NOT NULL, dimension int NOT NULL)",
-            "CREATE TABLE citeqa.builds (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, state text NOT NULL DEFAULT 'building'"
-            " CHECK (state IN ('building', 'done')), started_at timestamptz NOT NULL DEFAULT now(), manifest jsonb)",
-            "CREATE TABLE citeqa.current_build (one boolean PRIMARY KEY DEFAULT true CHECK (one), build_id bigint NOT NULL REFERENCES citeqa.builds)",
-            "CREATE TABLE citeqa.documents (build_id bigint NOT NULL REFERENCES citeqa.builds ON DELETE CASCADE, doc_id text NOT NULL,"
-            " title text NOT NULL, refs jsonb NOT NULL, first_row int NOT NULL, end_row int NOT NULL, PRIMARY KEY (build_id, doc_id))",
-            "CREATE TABLE citeqa.passages (build_id bigint NOT NULL, row int NOT NULL, id text NOT NULL, doc_id text NOT NULL,"
-            " title text NOT NULL, section text NOT NULL, kind text NOT NULL, body text NOT NULL, start_offset int NOT NULL,"
-            " end_offset int NOT NULL, footnotes int[] NOT NULL, sentences int[] NOT NULL, file text NOT NULL, sentence_footnotes jsonb NOT NULL,"
-            " text_hash bytea NOT NULL, embedding vector({d}) NOT NULL, PRIMARY KEY (build_id, row)) PARTITION BY LIST (build_id)",
-            "CREATE TABLE citeqa.sentences (build_id bigint NOT NULL, row int NOT NULL, position int NOT NULL, text_hash bytea NOT NULL,"
-            " embedding vector({d}) NOT NULL, PRIMARY KEY (build_id, row, position)) PARTITION BY LIST (build_id)",
-            "CREATE TABLE citeqa.postings (build_id bigint NOT NULL, term text NOT NULL, rows int[] NOT NULL, weights real[] NOT NULL,"
-            " PRIMARY KEY (build_id, term)) PARTITION BY LIST (build_id)",
-        ):
-            connection.execute(sql.SQL(statement).format(d=d))
-        connection.execute("INSERT INTO citeqa.schema VALUES (%s, %s)", (SCHEMA_VERSION, dimension))
-
-
-class DatabaseBuild:
-    """A build being written: its rows go into tables of its own (not yet partitions, so no
-    reader sees them), a batch at a time with COPY; ``finish`` indexes them and switches."""
-
-    def __init__(self, connection: psycopg.Connection, dimension: int) -> None:
-        self.connection = connection
-        self.dimension = dimension
-        self.build_id = connection.execute("INSERT INTO citeqa.builds DEFAULT VALUES RETURNING id").fetchone()[0]
-        for name in PARTITIONED:
-            connection.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS)").format(table(name, self.build_id), table(name)))
-        self.passages: list[Passage] = []
-
-    def add(self, passages: list[Passage], passage_vectors: np.ndarray, sentence_vectors: np.ndarray) -> None:
-        """Write passages (continuing the rows) with their vectors, and their sentences' vectors in order."""
-        first = len(self.passages)
-        texts = embedded_texts(passages)
-        keys = [bytes.fromhex(t.key) for t in texts]
-        build = self.build_id
-        with self.connection.cursor().copy(sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(table("passages", build))) as copy:
-            copy.set_types(["bigint", "int4", "text", "text", "text", "text", "text", "text", "int4", "int4", "int4[]", "int4[]",
-                            "text", "jsonb", "bytea", "vector"])
-            for number, (passage, vector) in enumerate(zip(passages, passage_vectors)):
-                copy.write_row((build, first + number, passage.id, passage.doc_id, passage.title, passage.section, passage.kind,
-                                passage.text, passage.start, passage.end, list(passage.footnotes),
-                                [i for span in passage.sentences for i in span], passage.file,
-                                Jsonb([list(notes) for notes in passage.sentence_footnotes]), keys[number], vector))
-        sentence_keys = iter(keys[len(passages):])
-        vectors = iter(sentence_vectors)
-        with self.connection.cursor().copy(sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(table("sentences", build))) as copy:
-            copy.set_types(["bigint", "int4", "int4", "bytea", "vector"])
-            for number, passage in enumerate(passages):
-                for position in range(len(passage.sentences)):
-                    copy.write_row((build, first + number, position, next(sentence_keys), next(vectors)))
-        self.passages += passages
-
-    def finish(self, manifest: Manifest, documents, settings: Settings) -> Manifest:
-        """BM25 postings, documents, indexes; then, in one transaction, attach the tables as
-        partitions and make this build current. Builds older than the previous one are dropped."""
-        connection, build = self.connection, self.build_id
-        lexical = LexicalIndex.build(lexical_text(p) for p in self.passages).model
-        indptr, indices, data = lexical.scores["indptr"], lexical.scores["indices"], lexical.scores["data"]
-        with connection.cursor().copy(sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(table("postings", build))) as copy:
-            copy.set_types(["bigint", "text", "int4[]", "float4[]"])
-            for term, i in lexical.vocab_dict.items():
-                if term and i + 1 < len(indptr) and indptr[i] < indptr[i + 1]:
-                    copy.write_row((build, term, indices[indptr[i] : indptr[i + 1]].tolist(), data[indptr[i] : indptr[i + 1]].tolist()))
-        spans = document_rows(self.passages)
-        with connection.cursor() as cursor:
-            cursor.executemany(
-                "INSERT INTO citeqa.documents VALUES (%s, %s, %s, %s, %s, %s)",
-                [(build, d.doc_id, d.title, Jsonb({n: r.text for n, r in d.references.items()}), *spans.get(d.doc_id, (0, 0)))
-                 for d in documents])
-        description = vector_index_description(len(self.passages), settings)
-        if description["type"] == "hnsw":
-            description["ef_search"] = min(settings.pg_ef_search, PGVECTOR_MAX_EF_SEARCH)
-        self._index(description)
-        manifest = replace(manifest, vector_index=description)
-        previous = connection.execute("SELECT build_id FROM citeqa.current_build").fetchone()
-        with connection.transaction():
-            for name in PARTITIONED:
-                connection.execute(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES IN ({})").format(
-                    table(name), table(name, build), sql.Literal(build)))
-            connection.execute("UPDATE citeqa.builds SET state = 'done', manifest = %s WHERE id = %s", (Jsonb(asdict(manifest)), build))
-            connection.execute("INSERT INTO citeqa.current_build (build_id) VALUES (%s) ON CONFLICT (one) DO UPDATE SET build_id = excluded.build_id",
-                               (build,))
-        _drop_builds(connection, keep={build, *(previous or ())})
-        return manifest
-
-    def _index(self, description: dict) -> None:
-        """Primary keys, a partition constraint (so ATTACH does not scan), the document index,
-        HNSW on the passage vectors when the description asks for it; then statistics."""
-        connection, build = self.connection, self.build_id
-        value = sql.Literal(build)
-        connection.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (build_id, row), ADD CHECK (build_id = {})").format(table("passages", build), value))
-        connection.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (build_id, row, position), ADD CHECK (build_id = {})").format(table("sentences", build), value))
-        connection.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (build_id, term), ADD CHECK (build_id = {})").format(table("postings", build), value))
-        connection.execute(sql.SQL("CREATE INDEX ON {} (doc_id, row)").format(table("passages", build)))
-        connection.execute(sql.SQL("CREATE INDEX ON {} (id)").format(table("passages", build)))
-        if description["type"] == "hnsw":
-            connection.execute("SET maintenance_work_mem = '4GB'")  # the HNSW graph of a million vectors fits: built in memory
-            connection.execute("SET max_parallel_maintenance_workers = 1")
-            connection.execute(sql.SQL("CREATE INDEX ON {} USING hnsw (embedding vector_ip_ops) WITH (m = {}, ef_construction = {})").format(
-                table("passages", build), sql.Literal(int(description["m"])), sql.Literal(int(description["ef_construction"]))))
-        for name in PARTITIONED:
-            connection.execute(sql.SQL("ANALYZE {}").format(table(name, build)))
-
-
-def _drop_builds(connection: psycopg.Connection, keep: set[int]) -> None:
-    """Drop every build but ``keep``: finished ones (their partitions) and unfinished ones left by
-    a killed build (their unattached tables). Called with the build lock held."""
-    for build, state in connection.execute("SELECT id, state FROM citeqa.builds WHERE NOT id = ANY(%s) ORDER BY id", (list(keep),)).fetchall():
-        for name in PARTITIONED:
-            if state == "done":
-                connection.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {} CONCURRENTLY").format(table(name), table(name, build)))
-            connection.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table(name, build)))
-        connection.execute("DELETE FROM citeqa.builds WHERE id = %s", (build,))
-
-
-@contextmanager
-def building(url: str, dimension: int) -> Iterator[tuple[psycopg.Connection, int | None]]:
-    """A build connection holding the build lock, with the schema ready and what killed builds
-    left behind removed; yields it and the current build's id (None if there is none)."""
-    location = redacted(url)
-    with connect(url, read_only=False) as connection:
-        with build_lock(connection):
-            try:
-                prepare_schema(connection, location, dimension)
-                current = connection.execute("SELECT build_id FROM citeqa.current_build").fetchone()
-                finished = connection.execute("SELECT id FROM citeqa.builds WHERE state = 'done'").fetchall()
-                _drop_builds(connection, keep={build for build, in finished})  # what killed builds left
-                register_vector(connection)
-                yield connection, None if current is None else current[0]
-            except psycopg.errors.InsufficientPrivilege as error:
-                raise IndexUnusableError(f"the user of {location} may not build the index ({error}): build with a role that owns the citeqa schema") from None
-
-
-def build_database(corpus: Corpus, settings: Settings, embedder, progress: Progress | None = None, full: bool = False) -> BuildReport:
-    """Parse, split, embed and write a new build into the database, then switch to it in one
-    transaction. Texts already embedded by the current build (same model, same text: their sha256)
-    reuse their vectors unless ``full``."""
-    started = time.perf_counter()
-    passages = corpus_passages(corpus, settings)
-    texts = embedded_texts(passages)
-    dimension = embedder.get_embedding_dimension()
-    with building(str(settings.index), dimension) as (connection, current):
-        if vector_index_description(len(passages), settings)["type"] == "hnsw":
-            require_pgvector(connection, PGVECTOR_HNSW, f"an HNSW index (above {settings.ann_threshold} passages)", redacted(str(settings.index)))
-        known = {} if full or current is None else _reusable_vectors(connection, current, settings.model)
-        vectors = np.zeros((len(texts), dimension), dtype=np.float32)
-        missing = []
-        for row, text in enumerate(texts):
-            vector = known.get(bytes.fromhex(text.key))
-            if vector is None:
-                missing.append(row)
-            else:
-                vectors[row] = vector
-        stage = DatabaseBuild(connection, dimension)  # its tables exist from now on: a killed build leaves them to the next
-        for rows, embedded in embed_batches(embedder, texts, missing, progress):
-            vectors[rows] = embedded
-        stage.add(passages, vectors[: len(passages)], vectors[len(passages) :])
-        stage.finish(new_manifest(settings, dimension, corpus.files, len(corpus.documents), len(passages)), corpus.documents, settings)
-    return BuildReport(redacted(str(settings.index)), len(corpus.documents), len(passages), len(missing), len(texts) - len(missing),
-                       corpus.skipped, time.perf_counter() - started)
-
-
-def _reusable_vectors(connection: psycopg.Connection, build: int, model: str) -> dict[bytes, np.ndarray]:
-    """The vectors of the current build's texts by sha256, if it was made with this model."""
-    manifest = connection.execute("SELECT manifest FROM citeqa.builds WHERE id = %s", (build,)).fetchone()[0]
-    if manifest["model"] != model:
-        return {}
-    rows = connection.execute("SELECT text_hash, embedding FROM citeqa.passages WHERE build_id = %s UNION ALL "
-                              "SELECT text_hash, embedding FROM citeqa.sentences WHERE build_id = %s", (build, build)).fetchall()
-    return {key: vector.to_numpy() for key, vector in rows}
-
-
-def database_bytes(url: str) -> int:
-    """The size on disk of the current build: its partitions with their indexes, and its documents."""
-    with connect(url, read_only=True) as connection:
-        build = _current_build_id(connection, redacted(url))
-        total = sum(connection.execute("SELECT pg_total_relation_size(%s::regclass)", (f"{SCHEMA}.{name}_{build}",)).fetchone()[0]
-                    for name in PARTITIONED)
-        return total + connection.execute("SELECT pg_total_relation_size('citeqa.documents')").fetchone()[0]
 

@@ -21,28 +21,30 @@ import numpy as np
 from pgvector.psycopg import register_vector
 from psycopg import sql
 
-from qa.tools.bench import (
+from qa.tools.bench_report import (
+    BenchReport,
+    CorpusBench,
     QUESTIONS,
     RECALL_K,
     RECALL_QUERIES,
-    BenchReport,
-    CorpusBench,
     machine_description,
-    noisy,
     peak_rss_mb,
     recall,
     rss_mb,
-    source_documents,
-    synthetic_batches,
     time_questions,
 )
+from qa.tools.synthetic import noisy, source_documents, synthetic_batches
 from qa.config import Settings
 from qa.answer.pipeline import AnswerModels
 from qa.engine import load_answer_models
 from qa.ingest.corpus import read_corpus
-from qa.store.folder import build_index, load_index, new_manifest
+from qa.store.building import new_manifest
+from qa.store.folder import load_index
+from qa.store.folder_build import build_index
 from qa.store.model import load_encoder
-from qa.store.postgres import DatabaseBuild, DatabaseStore, build_database, building, connect, database_bytes, table
+from qa.store.postgres import DatabaseStore
+from qa.store.postgres_build import DatabaseBuild, build_database, building
+from qa.store.postgres_connection import connect, database_bytes, table
 from qa.answer.retrieve import Retriever
 
 

@@ -38,14 +38,14 @@ class Settings:
     # Threads torch uses to embed questions (0: torch's default, one per core). One thread is
     # a little slower on an idle machine and many times faster on a busy one (docs/BENCHMARKS.md).
     torch_threads: int = 1
-    # Passage splitting (characters); chosen by measurement, see README.
+    # Passage splitting (characters); chosen by measurement (docs/measurements.md).
     chunk_size: int = 1000
     chunk_overlap: int = 0
     top_k: int = 3
     # The reader: the one shipped in qa/models/reader/, "none", or a folder written by `qa train-reader`.
     reader: str = SHIPPED_READER
     # Windows (whole sentences, at most 400 characters) the reader reads per question, around the
-    # best candidate sentences; chosen by measurement (README).
+    # best candidate sentences; chosen by measurement (docs/measurements.md).
     read_windows: int = 3
     max_question_chars: int = 1000
     # Above this many passages the passage vectors go into an approximate FAISS index (HNSW),

@@ -4,7 +4,7 @@ The dense score of a passage is the mean of its own cosine to the question and t
 sentence (a long passage's embedding dilutes the one sentence that answers). BM25 only helps
 when the question's words are the corpus's words: its weight is scaled by the share of the
 question's terms that the corpus knows, so an English question about a French article is
-ranked by the dense model. Weights were chosen on dev.jsonl and checked on piaf-dev (README).
+ranked by the dense model. Weights were chosen on dev.jsonl and checked on piaf-dev (docs/measurements.md).
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ def sentence_texts(passage: Passage) -> list[str]:
 def embedded_texts(passages: list[Passage]) -> list[EmbeddedText]:
     """Every text a build embeds, in its row order: the passages, then all their sentences.
     Sentences are embedded with the question's prompt: E5 compares two texts of the same kind
-    with "query: " on both sides, and a sentence is compared with a question (README, issue 10)."""
+    with "query: " on both sides, and a sentence is compared with a question (docs/measurements.md, issue 10)."""
     return [EmbeddedText("passage", dense_text(p)) for p in passages] + [EmbeddedText("query", t) for p in passages for t in sentence_texts(p)]
 
 

@@ -109,7 +109,7 @@ def token_f1(found: str, expected: str) -> float:
 
 
 def summarise(outcomes: list[Outcome]) -> dict:
-    """The figures for a group of outcomes (see README for their meaning)."""
+    """The figures for a group of outcomes (docs/measurements.md says what each means)."""
     answerable = [o for o in outcomes if o.case.answer]
     unanswerable = [o for o in outcomes if not o.case.answer]
     with_footnotes = [o for o in answerable if o.case.footnotes]

@@ -28,15 +28,14 @@ from qa.config import Settings, is_database_url
 from qa.ingest.corpus import read_corpus
 from qa.store.folder import SearchIndex, load_index, search_threads
 from qa.store.folder_build import build_index
-from qa.store.model import load_encoder
 from qa.answer.retrieve import Retriever
 from qa.answer.pipeline import AnswerModels
-from qa.engine import load_answer_models
 from qa.store.contract import IndexUnusableError
 from qa.tools.bench_report import (
+    bench_questions,
+    load_timed,
     BenchReport,
     CorpusBench,
-    QUESTIONS,
     RECALL_K,
     RECALL_QUERIES,
     folder_bytes,
@@ -65,13 +64,8 @@ def run_bench(
         from qa.tools.pg_bench import run_database_bench
 
         return run_database_bench(settings, passages, seed, compare_ann)
-    started = time.perf_counter()
-    embedder = load_encoder(settings)
-    model_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    models = load_answer_models(settings)
-    reader_seconds = time.perf_counter() - started
-    questions = [json.loads(line)["question"] for line in QUESTIONS.read_text("utf-8").splitlines() if line.strip()]
+    loaded = load_timed(settings)
+    embedder, models, questions = loaded.embedder, loaded.models, bench_questions()
     comparison: list[dict] = []
     sweep: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="qa-bench-") as work:
@@ -95,7 +89,7 @@ def run_bench(
                         sweep = ef_sweep(index, embedder, models, questions, queries, exact, ef_searches or EF_SEARCHES)
                 if compare_ann:
                     comparison = ann_comparison(index, queries, exact, seed)
-    return BenchReport(machine_description(), round(model_seconds, 2), round(reader_seconds, 2), corpora, peak_rss_mb(), comparison, sweep,
+    return BenchReport(machine_description(), round(loaded.model_seconds, 2), round(loaded.reader_seconds, 2), corpora, peak_rss_mb(), comparison, sweep,
                        os.getloadavg())
 
 

@@ -4,6 +4,7 @@ folder (``qa.tools.bench``) and database (``qa.tools.pg_bench``) benchmarks."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import resource
@@ -14,7 +15,9 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from qa.config import PROJECT_ROOT
+from qa.config import PROJECT_ROOT, Settings
+from qa.engine import load_answer_models
+from qa.store.model import load_encoder
 from qa.answer.candidates import find_candidates
 from qa.answer.choose import choose
 from qa.answer.reading import read
@@ -181,3 +184,27 @@ def format_report(report: BenchReport) -> str:
         lines += ["", "ANN comparison (synthetic vectors):"]
         lines += ["  " + ", ".join(f"{k} {v}" for k, v in row.items()) for row in report.ann_comparison]
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """The models a benchmark answers with, and how long each took to load."""
+
+    embedder: object
+    models: AnswerModels
+    model_seconds: float
+    reader_seconds: float  # the sentence models and the reader
+
+
+def load_timed(settings: Settings) -> Loaded:
+    started = time.perf_counter()
+    embedder = load_encoder(settings)
+    model_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    models = load_answer_models(settings)
+    return Loaded(embedder, models, model_seconds, time.perf_counter() - started)
+
+
+def bench_questions() -> list[str]:
+    """The questions timed: those of eval/dev.jsonl."""
+    return [json.loads(line)["question"] for line in QUESTIONS.read_text("utf-8").splitlines() if line.strip()]

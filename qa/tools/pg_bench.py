@@ -10,7 +10,6 @@ the lexical half (here BM25 postings in the database).
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
@@ -22,9 +21,10 @@ from pgvector.psycopg import register_vector
 from psycopg import sql
 
 from qa.tools.bench_report import (
+    bench_questions,
+    load_timed,
     BenchReport,
     CorpusBench,
-    QUESTIONS,
     RECALL_K,
     RECALL_QUERIES,
     machine_description,
@@ -36,12 +36,10 @@ from qa.tools.bench_report import (
 from qa.tools.synthetic import noisy, source_documents, synthetic_batches
 from qa.config import Settings
 from qa.answer.pipeline import AnswerModels
-from qa.engine import load_answer_models
 from qa.ingest.corpus import read_corpus
 from qa.store.building import new_manifest
 from qa.store.folder import load_index
 from qa.store.folder_build import build_index
-from qa.store.model import load_encoder
 from qa.store.postgres import DatabaseStore
 from qa.store.postgres_build import DatabaseBuild, build_database, building
 from qa.store.postgres_connection import connect, database_bytes, table
@@ -53,13 +51,8 @@ def run_database_bench(settings: Settings, passages: int, seed: int = 0, compare
     if compare_ann:
         raise ValueError("--compare-ann compares FAISS indexes: use it with an index folder")
     url = str(settings.index)
-    started = time.perf_counter()
-    embedder = load_encoder(settings)
-    model_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    models = load_answer_models(settings)
-    reader_seconds = time.perf_counter() - started
-    questions = [json.loads(line)["question"] for line in QUESTIONS.read_text("utf-8").splitlines() if line.strip()]
+    loaded = load_timed(settings)
+    embedder, models, questions = loaded.embedder, loaded.models, bench_questions()
     report = build_database(read_corpus(settings.corpus), settings, embedder, full=True)
     corpora = [measure_database("real corpus", url, embedder, models, questions, report.seconds, seed)]
     if passages:
@@ -70,7 +63,7 @@ def run_database_bench(settings: Settings, passages: int, seed: int = 0, compare
             seconds = build_synthetic_database(source, passages, seed, settings)
         corpora.append(measure_database(f"synthetic {passages}", url, embedder, models, questions, seconds, seed))
     machine = {**machine_description(), "backend": "postgresql"}
-    return BenchReport(machine, round(model_seconds, 2), round(reader_seconds, 2), corpora, peak_rss_mb(), load_average=os.getloadavg())
+    return BenchReport(machine, round(loaded.model_seconds, 2), round(loaded.reader_seconds, 2), corpora, peak_rss_mb(), load_average=os.getloadavg())
 
 
 def build_synthetic_database(source, count: int, seed: int, settings: Settings) -> float:

@@ -3,6 +3,8 @@
 #   make test   install into .venv, then run the tests
 PYTHON ?= python3
 VENV ?= .venv
+# Test workers (pytest-xdist): each runs whole test modules, so a module's fixtures are built once.
+TEST_WORKERS ?= 2
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
@@ -20,7 +22,7 @@ run: $(INSTALLED)
 	$(BIN)/streamlit run app.py
 
 test: $(INSTALLED)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope
 
 index: $(INSTALLED)
 	$(BIN)/python -m qa build

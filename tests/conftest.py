@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers on two cores: one thread each, for them and the processes they start
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 
@@ -16,9 +20,18 @@ if str(ROOT) not in sys.path:
 from qa.config import Settings  # noqa: E402
 from qa.engine import build, open_engine  # noqa: E402
 from qa.store.model import load_embedder  # noqa: E402
+from qa.tools.cli import main  # noqa: E402
 
 DEV_QUESTIONS = ROOT / "eval" / "dev.jsonl"
 CORPUS_FILE = ROOT / "corpus" / "relations-kazakhstan-russie.txt"
+
+
+def run_command(capsys, *arguments: str) -> tuple[int, str, str]:
+    """The command ``python -m qa ARGUMENTS`` run in this process (the same code, with the models
+    it has loaded already): its exit status, standard output and standard error."""
+    status = main([str(a) for a in arguments])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
 
 
 def dev_questions() -> list[dict]:

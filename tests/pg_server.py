@@ -198,15 +198,22 @@ def _can_run(program: Path, user: str) -> bool:
 
 def _service_user() -> str:
     """The system user for the server when running as root, created if missing."""
-    try:
-        pwd.getpwnam(SERVICE_USER)
-    except KeyError:
+    if not _user_exists(SERVICE_USER):
         try:
             subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVICE_USER],
                            check=True, capture_output=True, text=True)
         except (OSError, subprocess.CalledProcessError) as error:
-            raise ServerUnavailable(f"running as root and cannot create the system user {SERVICE_USER}: {error}") from error
+            if not _user_exists(SERVICE_USER):  # else another test worker created it meanwhile
+                raise ServerUnavailable(f"running as root and cannot create the system user {SERVICE_USER}: {error}") from error
     return SERVICE_USER
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
 
 
 def _run(command: list[str], user: str | None, check: bool = True) -> subprocess.CompletedProcess:

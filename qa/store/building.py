@@ -101,7 +101,9 @@ class IndexStatus:
 Progress = Callable[[int, int], None]
 
 
-EMBED_BATCH = 32
+# Texts handed to the model at once: it sorts them by length into batches of its own, so that
+# texts of similar lengths are padded together (a quarter faster than 32 at a time).
+EMBED_BATCH = 256
 
 
 def corpus_passages(corpus: Corpus, settings: Settings) -> list[Passage]:
@@ -127,7 +129,9 @@ class EmbeddedText:
 
 def embed_batches(embedder, texts: list[EmbeddedText], rows: list[int], progress: Progress | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """The normalised embeddings of the texts at ``rows``, EMBED_BATCH at a time, as
-    (rows, vectors) pairs, reporting progress after each batch."""
+    (rows, vectors) pairs, reporting progress as embedding starts and after each batch."""
+    if progress and rows:
+        progress(0, len(rows))
     for start in range(0, len(rows), EMBED_BATCH):
         chunk = rows[start : start + EMBED_BATCH]
         for prompt in dict.fromkeys(texts[i].prompt for i in chunk):

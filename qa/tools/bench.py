@@ -50,10 +50,11 @@ from qa.tools.synthetic import NOISE, build_synthetic, noisy
 
 def run_bench(
     settings: Settings, passages: int, seed: int = 0, compare_ann: bool = False,
-    ef_searches: tuple[int, ...] = (), keep: Path | None = None,
+    ef_searches: tuple[int, ...] = (), keep: Path | None = None, rounds: int = 3,
 ) -> BenchReport:
     """Benchmark the real corpus, then a synthetic one of ``passages`` passages (0: none).
 
+    ``rounds``: passes over the questions timed (after one warm-up).
     ``ef_searches``: also measure the synthetic HNSW index at each of these efSearch values.
     ``keep``: write the synthetic index into this folder and leave it there; when the folder
     already holds the synthetic index of the same size, seed and index settings, it is
@@ -63,7 +64,7 @@ def run_bench(
             raise ValueError("--ef-search and --keep measure an index folder, not a database")
         from qa.tools.pg_bench import run_database_bench
 
-        return run_database_bench(settings, passages, seed, compare_ann)
+        return run_database_bench(settings, passages, seed, compare_ann, rounds)
     loaded = load_timed(settings)
     embedder, models, questions = loaded.embedder, loaded.models, bench_questions()
     comparison: list[dict] = []
@@ -71,7 +72,7 @@ def run_bench(
     with tempfile.TemporaryDirectory(prefix="qa-bench-") as work:
         real_settings = replace(settings, index=Path(work) / "real")
         report = build_index(read_corpus(real_settings.corpus), real_settings, embedder, full=True)
-        corpora = [measure("real corpus", real_settings.index, embedder, models, questions, report.seconds, settings=settings)]
+        corpora = [measure("real corpus", real_settings.index, embedder, models, questions, report.seconds, settings=settings, rounds=rounds)]
         if passages:
             synthetic = replace(settings, index=keep or Path(work) / "synthetic")
             seconds = kept_build_seconds(synthetic, passages, seed)
@@ -79,7 +80,7 @@ def run_bench(
                 seconds = build_synthetic(load_index(real_settings.index), passages, seed, synthetic)
                 if keep is not None:
                     (keep / KEPT).write_text(json.dumps(kept_description(synthetic, passages, seed, seconds)), "utf-8")
-            corpora.append(measure(f"synthetic {passages}", synthetic.index, embedder, models, questions, seconds, seed, settings))
+            corpora.append(measure(f"synthetic {passages}", synthetic.index, embedder, models, questions, seconds, seed, settings, rounds))
             if ef_searches or compare_ann:
                 index = load_index(synthetic.index)
                 queries = query_vectors(index, Retriever(index, embedder), questions, seed)
@@ -116,7 +117,7 @@ def kept_build_seconds(settings: Settings, passages: int, seed: int) -> float | 
 
 
 def measure(name: str, root: Path, embedder, models: AnswerModels, questions: list[str], build_seconds: float, seed: int = 0,
-            settings: Settings | None = None) -> CorpusBench:
+            settings: Settings | None = None, rounds: int = 3) -> CorpusBench:
     """Load an index and time its questions (FAISS with ``settings.search_threads``, as an engine
     searches); for an ANN index, its recall against exact search."""
     before = rss_mb()
@@ -126,7 +127,7 @@ def measure(name: str, root: Path, embedder, models: AnswerModels, questions: li
     index_rss = rss_mb() - before
     retriever = Retriever(index, embedder)
     with search_threads(settings or Settings()):
-        timed = time_questions(retriever, models, questions)
+        timed = time_questions(retriever, models, questions, rounds)
     recall = None if index.manifest.vector_index["type"] == "flat" else ann_recall(index, query_vectors(index, retriever, questions, seed))
     return CorpusBench(
         name=name,

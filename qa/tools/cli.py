@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     bench = commands.add_parser("bench", help="time model load, build and each step of answering; index size and memory")
     bench.add_argument("--passages", type=int, default=10_000, help="size of the synthetic corpus (0: real corpus only)")
     bench.add_argument("--seed", type=int, default=0, help="seed of the synthetic corpus")
+    bench.add_argument("--rounds", type=int, default=3, help="passes over the dev questions timed, after one warm-up")
     bench.add_argument("--compare-ann", action="store_true", help="also measure HNSW and IVF-PQ settings on the synthetic vectors")
     bench.add_argument("--ef-search", type=_int_list, default=(), metavar="N,N,…",
                        help="also measure the synthetic HNSW index at these efSearch values (recall, search time)")
@@ -174,7 +175,7 @@ def _int_list(text: str) -> tuple[int, ...]:
 def _bench(settings: Settings, args: argparse.Namespace) -> int:
     from qa.tools.bench import format_report, run_bench
 
-    report = run_bench(settings, args.passages, args.seed, args.compare_ann, args.ef_search, args.keep)
+    report = run_bench(settings, args.passages, args.seed, args.compare_ann, args.ef_search, args.keep, args.rounds)
     print(json.dumps(asdict(report), ensure_ascii=False) if args.json else format_report(report))
     return 0
 

@@ -46,7 +46,7 @@ from qa.store.postgres_connection import connect, database_bytes, table
 from qa.answer.retrieve import Retriever
 
 
-def run_database_bench(settings: Settings, passages: int, seed: int = 0, compare_ann: bool = False) -> BenchReport:
+def run_database_bench(settings: Settings, passages: int, seed: int = 0, compare_ann: bool = False, rounds: int = 3) -> BenchReport:
     """Benchmark the real corpus, then a synthetic one of ``passages`` passages, in the database."""
     if compare_ann:
         raise ValueError("--compare-ann compares FAISS indexes: use it with an index folder")
@@ -54,14 +54,14 @@ def run_database_bench(settings: Settings, passages: int, seed: int = 0, compare
     loaded = load_timed(settings)
     embedder, models, questions = loaded.embedder, loaded.models, bench_questions()
     report = build_database(read_corpus(settings.corpus), settings, embedder, full=True)
-    corpora = [measure_database("real corpus", url, embedder, models, questions, report.seconds, seed)]
+    corpora = [measure_database("real corpus", url, embedder, models, questions, report.seconds, seed, rounds)]
     if passages:
         with tempfile.TemporaryDirectory(prefix="qa-bench-") as work:
             source_settings = replace(settings, index=Path(work) / "real")
             build_index(read_corpus(settings.corpus), source_settings, embedder, full=True)
             source = load_index(source_settings.index)
             seconds = build_synthetic_database(source, passages, seed, settings)
-        corpora.append(measure_database(f"synthetic {passages}", url, embedder, models, questions, seconds, seed))
+        corpora.append(measure_database(f"synthetic {passages}", url, embedder, models, questions, seconds, seed, rounds))
     machine = {**machine_description(), "backend": "postgresql"}
     return BenchReport(machine, round(loaded.model_seconds, 2), round(loaded.reader_seconds, 2), corpora, peak_rss_mb(), load_average=os.getloadavg())
 
@@ -79,7 +79,8 @@ def build_synthetic_database(source, count: int, seed: int, settings: Settings) 
     return time.perf_counter() - started
 
 
-def measure_database(name: str, url: str, embedder, models: AnswerModels, questions: list[str], build_seconds: float, seed: int) -> CorpusBench:
+def measure_database(name: str, url: str, embedder, models: AnswerModels, questions: list[str], build_seconds: float, seed: int,
+                     rounds: int = 3) -> CorpusBench:
     """Open the database's current build and time its questions; for HNSW, its recall@10."""
     before = rss_mb()
     started = time.perf_counter()
@@ -90,7 +91,7 @@ def measure_database(name: str, url: str, embedder, models: AnswerModels, questi
     counts = store.query("SELECT (SELECT count(*) FROM {passages} WHERE build_id = %s), (SELECT count(*) FROM {sentences} WHERE build_id = %s)",
                           (store.build_id,))
     passages, sentences = counts[0]
-    query = time_questions(retriever, models, questions)
+    query = time_questions(retriever, models, questions, rounds)
     recall_at_10 = None if manifest.vector_index["type"] == "flat" else database_recall(store, retriever, questions, seed)
     return CorpusBench(
         name=name, passages=passages, sentences=sentences, build_seconds=round(build_seconds, 2),

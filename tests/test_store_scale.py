@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from conftest import CORPUS_FILE, dev_questions
+from conftest import dev_questions
 from qa.tools.bench import ann_recall, build_synthetic, query_vectors
 from qa.config import Settings
 from qa.engine import build, open_engine
@@ -54,13 +53,11 @@ def test_questions_search_a_synthetic_index(synthetic, engine):
     assert "frontière" in retrieval.hits[0].passage.text
 
 
-def test_an_hnsw_build_of_the_bundled_corpus_gives_the_same_answers(tmp_path, embedder, engine):
+def test_an_hnsw_build_of_the_bundled_corpus_gives_the_same_answers(private_corpus, embedder, engine):
     """Forced over the threshold and written in batches of 5 passages: the same answers as
     the exact index; a second build reuses the vectors kept by the HNSW index."""
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    shutil.copy(CORPUS_FILE, corpus)
-    settings = replace(Settings.from_env(), corpus=corpus, index=tmp_path / "index", ann_threshold=10, build_batch=5)
+    corpus = private_corpus.corpus
+    settings = replace(private_corpus, ann_threshold=10, build_batch=5)
     build(settings, embedder)
     hnsw = open_engine(settings, embedder)
     assert hnsw.store.manifest.vector_index["type"] == "hnsw"
@@ -101,7 +98,7 @@ def test_bm25_top_reads_postings_and_agrees_with_scoring_every_passage(synthetic
 def test_bm25_threshold_top_finds_the_exact_top_reading_postings_by_weight(synthetic, monkeypatch, question):
     """Forced onto every query: the threshold algorithm returns the exhaustive top (same
     scores; the same passages, but for ties at the last place)."""
-    monkeypatch.setattr("qa.lexical.EXHAUSTIVE_POSTINGS", 0)
+    monkeypatch.setattr("qa.store.lexical.EXHAUSTIVE_POSTINGS", 0)
     query_terms = terms(question)
     every = synthetic.lexical.model.get_scores(query_terms_known := [t for t in query_terms if synthetic.lexical.document_frequency(t)])
     if not query_terms_known:

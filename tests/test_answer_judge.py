@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
-import pytest
-
 from conftest import ROOT
 from qa.answer.judge import SIGNALS
-from qa.train.confidence import fit_logistic, reliability_table
 from qa.tools.evaluate import holds
 
 SOURCE_QUESTIONS = [json.loads(line) for line in (ROOT / "eval" / "dev2.jsonl").read_text("utf-8").splitlines()
@@ -40,12 +36,3 @@ def test_the_confidence_is_a_probability_and_higher_for_a_clear_answer(engine):
     assert len(clear.signals) == len(SIGNALS)
 
 
-def test_a_logistic_model_learns_a_probability_that_matches_the_frequencies():
-    rng = np.random.default_rng(0)
-    signals = rng.normal(size=(4000, 2))
-    labels = (rng.random(4000) < 1 / (1 + np.exp(-2 * signals[:, 0]))).astype(float)
-    model = fit_logistic(signals, labels)
-    table = reliability_table(model.probability(signals), labels)
-    for row in table:
-        if row["answers"] > 200:
-            assert row["share_right"] == pytest.approx(row["mean_confidence"], abs=0.05)

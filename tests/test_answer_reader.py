@@ -6,12 +6,10 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, run_command
 from qa.answer.choose import CHOICE_MODEL
 from qa.config import Settings
 from qa.answer.reader import READER_DIR, Reader, ReaderLoadError, ReaderManifest
@@ -57,32 +55,16 @@ def test_the_reader_finds_the_exact_answer(engine, question, expected):
     assert expected in squash_spaces(engine.ask(question).answer_text)
 
 
-def test_the_command_line_prints_the_short_answer_first(index_dir):
-    run = [sys.executable, "-m", "qa", "--index", str(index_dir), "ask"]
-    shown = subprocess.run([*run, SOLDIERS], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert shown.returncode == 0, shown.stderr
-    lines = shown.stdout.splitlines()
+def test_the_command_line_prints_the_short_answer_first(index_dir, capsys):
+    status, out, err = run_command(capsys, "--index", index_dir, "ask", SOLDIERS)
+    assert status == 0, err
+    lines = out.splitlines()
     assert lines[1].startswith("A: ") and "2000" in lines[1]
     assert "2000 soldats" in lines[2] and "Manifestations de 2022 au Kazakhstan" in lines[2]
-    line = json.loads(subprocess.run([*run, "--json", SOLDIERS], cwd=ROOT, capture_output=True, text=True, timeout=300).stdout)
+    line = json.loads(run_command(capsys, "--index", index_dir, "ask", "--json", SOLDIERS)[1])
     passage = line["passages"][0]
     assert line["answer_passage"] == passage["id"]
     assert passage["text"][line["answer_start"] : line["answer_end"]] == line["answer_text"]
     assert line["answer_text"] in line["answer_sentence"]
 
 
-def test_train_reader_runs_end_to_end_on_a_small_sample(tmp_path):
-    """Code, not quality: a few steps on 12 questions, and the folder it writes loads."""
-    output = tmp_path / "reader"
-    result = subprocess.run(
-        [sys.executable, "-m", "qa", "train-reader", str(TRAINING_DATA), "--work", str(tmp_path / "work"), "--output", str(output),
-         "--limit", "12", "--layers", "2", "--batch", "8"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout.splitlines()[-1])
-    assert summary["questions"] == 12 and summary["windows_with_answer"] >= 10 and summary["steps"] >= 2
-    assert "training" in result.stderr and "loss=" in result.stderr  # the progress bar and its loss
-    manifest = ReaderManifest.read(output)
-    assert manifest.layers == 2 and manifest.training["limit"] == 12
-    readings = Reader.load(Settings.from_env(), output).read("Qui ?", ["Pascal est né à Clermont.", "Le chat dort."])
-    assert len(readings) == 2 and readings[0].best_span() is not None

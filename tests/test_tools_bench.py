@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, replace
 
-from qa.tools.bench import PARTS, STAGES
-from qa.tools.cli import main
+import pytest
+
+from qa.config import Settings
+from qa.tools.bench import run_bench
+from qa.tools.bench_report import PARTS, STAGES, format_report
 
 
-def test_bench_reports_load_build_latency_size_and_memory(capsys, tmp_path, monkeypatch):
-    monkeypatch.setenv("QA_ANN_THRESHOLD", "200")  # the tiny synthetic corpus goes through HNSW
-    assert main(["--index", str(tmp_path), "bench", "--passages", "400", "--ef-search", "16,64", "--json"]) == 0
-    report = json.loads(capsys.readouterr().out)
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    """One run, as `qa --index EMPTY bench --passages 400 --ef-search 16,64 --rounds 1` makes it,
+    with the ANN threshold at 200 so that the tiny synthetic corpus goes through HNSW."""
+    index = tmp_path_factory.mktemp("bench-index")
+    return run_bench(replace(Settings.from_env(index=index), ann_threshold=200), 400, ef_searches=(16, 64), rounds=1), index
+
+
+def test_bench_reports_load_build_latency_size_and_memory(bench):
+    report, index = json.loads(json.dumps(asdict(bench[0]))), bench[1]  # what `qa bench --json` prints
     assert report["model_load_seconds"] > 0 and report["reader_load_seconds"] > 0 and report["peak_rss_mb"] > 0
     assert {"cpu", "cores", "ram_gb"} <= report["machine"].keys()
     real, synthetic = report["corpora"]
@@ -26,10 +36,9 @@ def test_bench_reports_load_build_latency_size_and_memory(capsys, tmp_path, monk
         assert set(corpus["query"]["cpu"]) == {*STAGES, "total", *PARTS}
         assert all(0 < corpus["query"][stage]["p50_ms"] <= corpus["query"][stage]["p95_ms"] for stage in STAGES)
         assert 0 < corpus["query"]["cpu"]["total"]["p50_ms"] <= corpus["query"]["cpu"]["total"]["p95_ms"]
-    assert list(tmp_path.iterdir()) == []  # the bench builds in a folder of its own
+    assert list(index.iterdir()) == []  # the bench builds in a folder of its own
 
 
-def test_bench_prints_a_table(capsys):
-    assert main(["bench", "--passages", "0"]) == 0
-    out = capsys.readouterr().out
+def test_bench_prints_a_table(bench):
+    out = format_report(bench[0])
     assert "model load:" in out and "real corpus" in out and "embed" in out and "read" in out and "CPU ms" in out

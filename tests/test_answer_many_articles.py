@@ -4,13 +4,12 @@ filter, figures by article and the comparison of two runs."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from conftest import ROOT
+from qa.tools.cli import main
 from qa.config import Settings
 from qa.engine import build, open_engine
 from qa.tools.evaluate import compare_runs, evaluate, read_cases, read_run, write_run
@@ -21,6 +20,7 @@ from qa.train.sentence import accuracy, example
 PIAF = ROOT / "eval" / "piaf-dev"
 # Passages of at most 400 characters, overlapping by up to 200 (README, "Measured").
 MANY_ARTICLES = {"chunk_size": 400, "chunk_overlap": 200}
+SAMPLE_STEP = 3  # the suite evaluates every third question
 
 
 @pytest.fixture(scope="module")
@@ -32,17 +32,20 @@ def piaf_engine(tmp_path_factory, embedder):
 
 @pytest.fixture(scope="module")
 def piaf_run(piaf_engine):
-    return evaluate(piaf_engine, read_cases(PIAF / "questions.jsonl"))
+    """The evaluation of a fixed sample: every third piaf-dev question (215, of all 20 articles).
+    ``qa eval`` of the whole set is in docs/measurements.md."""
+    return evaluate(piaf_engine, read_cases(PIAF / "questions.jsonl")[::SAMPLE_STEP])
 
 
 def test_piaf_dev_questions_find_their_passage_and_sentence(piaf_run):
     overall = piaf_run[0]["overall"]
-    assert overall["questions"] == 644
-    # measured with the reader: 0.778, 0.915, 0.708, span F1 0.366, exact 0.219 (README)
+    assert overall["questions"] == 215
+    # measured on this sample with the reader: R@1 0.781, R@3 0.898, sentence 0.702, span F1 0.385,
+    # exact 0.251 (all 644: 0.778, 0.915, 0.708, 0.366, 0.219)
     assert overall["recall@1"] >= 0.75
-    assert overall["recall@3"] >= 0.90
+    assert overall["recall@3"] >= 0.88
     assert overall["sentence_has_answer"] >= 0.69
-    assert overall["span_f1"] >= 0.33 and overall["span_exact_match"] >= 0.19
+    assert overall["span_f1"] >= 0.35 and overall["span_exact_match"] >= 0.22
 
 
 def test_passages_stay_short_enough_to_read(piaf_engine):
@@ -54,7 +57,7 @@ def test_eval_reports_each_article(piaf_run):
     report, _ = piaf_run
     articles = {key for key in report if key.startswith("article=")}
     assert len(articles) == 20
-    assert sum(report[key]["questions"] for key in articles) == 644
+    assert sum(report[key]["questions"] for key in articles) == 215
 
 
 def test_a_comparison_of_two_runs_names_the_questions_that_got_worse(piaf_run, tmp_path):
@@ -80,15 +83,13 @@ def test_the_article_filter_keeps_answers_in_the_chosen_articles(piaf_engine):
         piaf_engine.articles_named(["Atlantide"])
 
 
-def test_qa_ask_takes_an_article_filter(piaf_engine):
+def test_qa_ask_takes_an_article_filter(piaf_engine, capsys):
     settings = piaf_engine.settings
-    command = [sys.executable, "-m", "qa", "--corpus", str(settings.corpus), "--index", str(settings.index), "ask", "--json"]
-    result = subprocess.run([*command, "--article", "Blaise Pascal", "Qui était le tuteur de Robert Haldane ?"],
-                            capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert {p["document"] for p in json.loads(result.stdout)["passages"]} == {"Blaise Pascal"}
-    result = subprocess.run([*command, "--article", "Atlantide", "Qui ?"], capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert result.returncode == 1 and "no article named 'Atlantide'" in result.stderr
+    command = ["--corpus", str(settings.corpus), "--index", str(settings.index), "ask", "--json"]
+    assert main([*command, "--article", "Blaise Pascal", "Qui était le tuteur de Robert Haldane ?"]) == 0
+    assert {p["document"] for p in json.loads(capsys.readouterr().out)["passages"]} == {"Blaise Pascal"}
+    assert main([*command, "--article", "Atlantide", "Qui ?"]) == 1
+    assert "no article named 'Atlantide'" in capsys.readouterr().err
 
 
 def test_the_sentence_model_beats_the_most_similar_sentence(piaf_engine):

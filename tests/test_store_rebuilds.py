@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import CORPUS_FILE, ROOT
+from conftest import CORPUS_FILE, ROOT, run_command
 from qa.config import Settings
 from qa.engine import build, open_engine
 from qa.store.folder import current_build, index_status, load_index
@@ -100,14 +100,13 @@ def test_two_builds_at_once_end_with_one_valid_index(private_corpus):
         ("title-only.md", b"# Un titre seul\n", "no text after the title"),
     ],
 )
-def test_an_unreadable_file_is_skipped_with_a_warning_naming_it(private_corpus, embedder, name, content, message):
+def test_an_unreadable_file_is_skipped_with_a_warning_naming_it(private_corpus, embedder, name, content, message, capsys):
     (private_corpus.corpus / name).write_bytes(content)
     report = build(private_corpus, embedder)
     assert len(report.skipped) == 1 and name in report.skipped[0] and message in report.skipped[0]
     assert report.documents == 1
-    result = subprocess.run([sys.executable, "-m", "qa", "--corpus", str(private_corpus.corpus), "--index", str(private_corpus.index), "build"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0 and f"warning: skipped {private_corpus.corpus / name}: {message}" in result.stderr
+    status, _, err = run_command(capsys, "--corpus", private_corpus.corpus, "--index", private_corpus.index, "build")
+    assert status == 0 and f"warning: skipped {private_corpus.corpus / name}: {message}" in err
 
 
 @pytest.mark.parametrize("damaged", ["vectors.faiss", "passages.json", "sentences.npy"])

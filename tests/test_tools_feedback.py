@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import datetime
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, run_command
 from qa.tools.evaluate import read_cases
 from qa.tools.feedback import cases_from_feedback, feedback_path, read_votes, record_vote
 
@@ -72,15 +70,12 @@ def test_no_feedback_file_means_no_cases(tmp_path):
     assert cases_from_feedback(tmp_path / "missing.jsonl") == []
 
 
-def test_qa_eval_replays_the_approved_answers_of_a_feedback_file(engine, index_dir, tmp_path):
+def test_qa_eval_replays_the_approved_answers_of_a_feedback_file(engine, index_dir, tmp_path, capsys):
     path = tmp_path / "votes.jsonl"
     for question, vote in ((SOLDIERS, "up"), (BORDER, "up"), (WORLD_CUP, "up"), (WORLD_CUP, "down")):
         record_vote(engine.ask(question), vote, path)
-    result = subprocess.run(
-        [sys.executable, "-m", "qa", "--index", str(index_dir), "eval", str(path), "--from-feedback", "--json"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-    )
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    status, out, err = run_command(capsys, "--index", index_dir, "eval", path, "--from-feedback", "--json")
+    assert status == 0, err
+    report = json.loads(out)
     assert report["overall"]["questions"] == 2  # the World Cup vote was changed to 👎: skipped
     assert report["overall"]["recall@1"] == 1.0 and report["overall"]["sentence_has_answer"] == 1.0

@@ -10,6 +10,7 @@ import pytest
 
 from conftest import ROOT, dev_questions
 from qa.answer.question import QuestionError
+from qa.tools.cli import main
 from qa.ingest.text import squash_spaces
 
 ANSWERABLE = [q for q in dev_questions() if q["answer"]]
@@ -53,15 +54,9 @@ def test_empty_or_huge_questions_are_refused_with_a_reason(engine, question):
         engine.ask(question)
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "qa", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
-
-
-def test_the_command_line_answers_several_questions_as_json_lines(index_dir):
-    result = run_cli("--index", str(index_dir), "ask", "--json", "-k", "2",
-                     "Quelle est la capitale kazakhe ?", "Why was Kazakh oil renamed?")
-    assert result.returncode == 0, result.stderr
-    lines = [json.loads(line) for line in result.stdout.splitlines()]
+def test_the_command_line_answers_several_questions_as_json_lines(index_dir, capsys):
+    assert main(["--index", str(index_dir), "ask", "--json", "-k", "2", "Quelle est la capitale kazakhe ?", "Why was Kazakh oil renamed?"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["question"] for line in lines] == ["Quelle est la capitale kazakhe ?", "Why was Kazakh oil renamed?"]
     for line in lines:
         assert {"question", "answered", "answer_sentence", "passages"} <= line.keys()
@@ -73,10 +68,13 @@ def test_the_command_line_answers_several_questions_as_json_lines(index_dir):
     assert "KEBCO" in lines[1]["passages"][0]["text"]
 
 
-def test_the_command_line_explains_a_missing_index_and_an_empty_question(tmp_path, index_dir):
-    missing = run_cli("--index", str(tmp_path), "ask", "Astana ?")
+def test_python_m_qa_explains_a_missing_index(tmp_path):
+    missing = subprocess.run([sys.executable, "-m", "qa", "--index", str(tmp_path), "ask", "Astana ?"], cwd=ROOT, capture_output=True,
+                             text=True, timeout=600)
     assert missing.returncode == 1
     assert "python -m qa build" in missing.stderr
-    empty = run_cli("--index", str(index_dir), "ask", "  ")
-    assert empty.returncode == 1
-    assert "the question is empty" in empty.stderr
+
+
+def test_the_command_line_explains_an_empty_question(index_dir, capsys):
+    assert main(["--index", str(index_dir), "ask", "  "]) == 1
+    assert "the question is empty" in capsys.readouterr().err

@@ -22,7 +22,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from conftest import CORPUS_FILE, ROOT, dev_questions
+from conftest import CORPUS_FILE, ROOT, dev_questions, run_command
 from pg_server import PostgresServer, server_for_tests
 from qa.config import Settings
 from qa.engine import build, index_status, open_engine
@@ -85,8 +85,12 @@ def border_answer(settings: Settings, embedder) -> str:
     return open_engine(settings, embedder).ask(BORDER).answer_sentence.replace("\u00a0", " ")
 
 
+def cli_arguments(settings: Settings, *arguments: str) -> list[str]:
+    return ["--corpus", str(settings.corpus), "--index", settings.index, *arguments]
+
+
 def qa_command(settings: Settings, *arguments: str) -> list[str]:
-    return [sys.executable, "-m", "qa", "--corpus", str(settings.corpus), "--index", settings.index, *arguments]
+    return [sys.executable, "-m", "qa", *cli_arguments(settings, *arguments)]
 
 
 def test_the_database_answers_as_the_folder_does(database, engine, embedder):
@@ -308,27 +312,27 @@ def test_a_question_that_looks_like_sql_is_just_a_question(database, embedder):
     assert "2000 soldats" in engine.ask(SOLDIERS).answer_sentence
 
 
-def test_an_unreachable_server_is_named_in_the_message(database, embedder, tmp_path):
+def test_an_unreachable_server_is_named_in_the_message(database, embedder, tmp_path, capsys):
     url = f"postgresql://someone:secret-word@/citeqa?host={tmp_path / 'no-server-here'}"
     settings = replace(database.settings, index=url)
     with pytest.raises(IndexUnusableError, match="cannot reach PostgreSQL at postgresql://someone:\\*\\*\\*@/citeqa") as error:
         open_engine(settings, embedder)
     assert "secret-word" not in str(error.value)
-    result = subprocess.run(qa_command(settings, "status"), cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 1 and "cannot reach PostgreSQL" in result.stdout
-    assert "secret-word" not in result.stdout + result.stderr
+    status, out, err = run_command(capsys, *cli_arguments(settings, "status"))
+    assert status == 1 and "cannot reach PostgreSQL" in out
+    assert "secret-word" not in out + err
 
 
-def test_wrong_credentials_are_refused_without_showing_the_password(database, embedder):
+def test_wrong_credentials_are_refused_without_showing_the_password(database, embedder, capsys):
     settings = replace(database.settings, index=database.server.url(password="not-the-password", database=database.name))
     with pytest.raises(IndexUnusableError, match="refused the credentials") as error:
         open_engine(settings, embedder)
     assert "not-the-password" not in str(error.value)
-    result = subprocess.run(qa_command(settings, "ask", BORDER), cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 1 and "refused the credentials" in result.stderr
-    assert "not-the-password" not in result.stdout + result.stderr
-    ok = subprocess.run(qa_command(database.settings, "status"), cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert ok.returncode == 0 and database.server.password not in ok.stdout + ok.stderr
+    status, out, err = run_command(capsys, *cli_arguments(settings, "ask", BORDER))
+    assert status == 1 and "refused the credentials" in err
+    assert "not-the-password" not in out + err
+    status, out, err = run_command(capsys, *cli_arguments(database.settings, "status"))
+    assert status == 0 and database.server.password not in out + err
 
 
 def test_a_database_without_pgvector_says_how_to_add_it(server, database, embedder):
@@ -361,13 +365,13 @@ def test_an_index_of_another_model_is_refused(database, embedder):
         open_engine(other, embedder)
 
 
-def test_status_and_ask_on_the_command_line(database):
-    result = subprocess.run(qa_command(database.settings, "status", "--json"), cwd=ROOT, capture_output=True, text=True, timeout=120)
-    status = json.loads(result.stdout)
-    assert result.returncode == 0 and status["documents"] == 1 and status["stale"] == [] and status["problem"] is None
+def test_status_and_ask_on_the_command_line(database, capsys):
+    code, out, _ = run_command(capsys, *cli_arguments(database.settings, "status", "--json"))
+    status = json.loads(out)
+    assert code == 0 and status["documents"] == 1 and status["stale"] == [] and status["problem"] is None
     assert status["index"] == database.url.replace(database.server.password, "***")
-    asked = subprocess.run(qa_command(database.settings, "ask", "--json", SOLDIERS), cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert asked.returncode == 0 and "2000 soldats" in json.loads(asked.stdout)["answer_sentence"]
+    code, out, _ = run_command(capsys, *cli_arguments(database.settings, "ask", "--json", SOLDIERS))
+    assert code == 0 and "2000 soldats" in json.loads(out)["answer_sentence"]
 
 
 def test_the_app_answers_and_shows_the_status_from_the_database(database, monkeypatch, tmp_path):

@@ -1,1 +1,1 @@
-"""."""
+"""One question → one Answer: retrieve → candidates → read → choose → judge → compose (``pipeline.py``)."""

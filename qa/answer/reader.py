@@ -160,9 +160,7 @@ def base_reader(base_dir: Path, layers: int):
     return model
 
 
-@functools.lru_cache(maxsize=2)
 def reader_tokenizer(base_dir: Path):
-    """The base model's tokenizer, loaded once per process."""
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(base_dir))

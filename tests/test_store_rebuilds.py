@@ -82,7 +82,7 @@ def test_a_build_killed_mid_way_leaves_the_old_index_answering(private_corpus, e
 
 def test_two_builds_at_once_end_with_one_valid_index(private_corpus):
     (private_corpus.corpus / "baikonour.md").write_text(SECOND_ARTICLE, "utf-8")
-    first, second = run_build(private_corpus, "--full"), run_build(private_corpus, "--full")
+    first, second = run_build(private_corpus, "--full"), run_build(private_corpus)  # the second waits, then reuses the first's vectors
     for process in (first, second):
         _, err = process.communicate(timeout=600)
         assert process.returncode == 0, err

@@ -7,6 +7,9 @@ import json
 
 from conftest import ROOT
 from qa.answer.judge import SIGNALS
+from qa.config import Settings
+from qa.engine import open_engine
+from qa.tools.cli import answer_json
 from qa.tools.evaluate import holds
 
 SOURCE_QUESTIONS = [json.loads(line) for line in (ROOT / "eval" / "dev2.jsonl").read_text("utf-8").splitlines()
@@ -36,3 +39,11 @@ def test_the_confidence_is_a_probability_and_higher_for_a_clear_answer(engine):
     assert len(clear.signals) == len(SIGNALS)
 
 
+
+
+def test_without_the_reader_the_passage_score_rule_and_the_vetoes_decide(index_dir, embedder):
+    engine = open_engine(Settings.from_env(index=index_dir, reader="none"), embedder)
+    border = engine.ask("Quelle est la longueur de la frontière entre le Kazakhstan et la Russie ?")
+    assert border.answered and border.confidence is None and border.answer_text is None and "6" in border.answer_sentence
+    assert not engine.ask("Quelle est la capitale de la Mongolie ?").answered  # a name the corpus never mentions
+    assert json.loads(json.dumps(answer_json(border)))["answered"] is True

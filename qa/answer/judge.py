@@ -98,14 +98,14 @@ def answer_signals(choice: Choice, retrieval: Retrieval, unknown: tuple[str, ...
 
 def vetoed(signals: np.ndarray) -> bool:
     """A sentence without the year, date or number asked for, or a question naming what the corpus never mentions."""
-    return signals[SIGNALS.index("answer_type")] < 0 or signals[SIGNALS.index("unknown_names")] > 0
+    return bool(signals[SIGNALS.index("answer_type")] < 0 or signals[SIGNALS.index("unknown_names")] > 0)
 
 
 def decide(signals: np.ndarray, model: ConfidenceModel | None) -> tuple[bool, float | None]:
     """Whether to answer, and the confidence, from the signals: the vetoes, then the model (or,
     without one, the passage score rule)."""
     if model is None:
-        return not vetoed(signals) and signals[SIGNALS.index("passage_score")] >= ANSWER_THRESHOLD, None
+        return bool(not vetoed(signals) and signals[SIGNALS.index("passage_score")] >= ANSWER_THRESHOLD), None
     answers, confidence = model.assess(signals)
     return answers and not vetoed(signals), confidence
 

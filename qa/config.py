@@ -48,6 +48,7 @@ class Settings:
     # best candidate sentences; chosen by measurement (docs/measurements.md).
     read_windows: int = 3
     max_question_chars: int = 1000
+    max_request_bytes: int = 64 * 1024  # `citeqa serve` refuses a larger request body (413)
     # Above this many passages the passage vectors go into an approximate FAISS index (HNSW),
     # chosen by measurement against IVF-PQ (docs/BENCHMARKS.md); at or below it, exact search.
     ann_threshold: int = 50_000

@@ -1,4 +1,4 @@
-"""Command line: ``python -m qa build | status | ask | eval | bench | train-selector | train-reader``. A thin layer over qa.engine."""
+"""Command line: ``python -m qa build | status | ask | serve | eval | bench | train-selector | train-reader``. A thin layer over qa.engine."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import Iterable
 
 
 from qa.answer.question import QuestionError
-from qa.answer.result import Answer
+from qa.answer.result import Answer, Footnote
 from qa.config import Settings, index_location
 from qa.store.contract import IndexUnusableError
 from qa.store.model import ModelLoadError
@@ -32,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     ask.add_argument("-k", type=int, help="number of passages (default 3)")
     ask.add_argument("--json", action="store_true", help="one JSON object per question and line")
     ask.add_argument("--article", action="append", metavar="TITLE", help="only this article (title or file name); repeatable")
+    serve = commands.add_parser("serve", help="answer over HTTP: a JSON API (docs/api.md)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="processes, each with its own engine (default 1)")
     evaluate = commands.add_parser("eval", help="measure answers against a question file")
     evaluate.add_argument("file", type=Path, help="questions (JSON lines like eval/dev.jsonl)")
     evaluate.add_argument("--json", action="store_true")
@@ -72,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = Settings.from_env(corpus=args.corpus, index=args.index, model=args.model)
     try:
-        return {"build": _build, "status": _status, "ask": _ask, "eval": _eval, "bench": _bench, "train-selector": _train,
+        return {"build": _build, "status": _status, "ask": _ask, "serve": _serve, "eval": _eval, "bench": _bench, "train-selector": _train,
                 "train-reader": _train_reader, "train-confidence": _train_confidence}[args.command](settings, args)
     except (IndexUnusableError, ModelLoadError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -123,6 +128,13 @@ def _ask(settings: Settings, args: argparse.Namespace) -> int:
             continue
         print(json.dumps(answer_json(answer), ensure_ascii=False) if args.json else format_answer(answer))
     return status
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    from qa.tools.serve import serve
+
+    serve(settings, args.host, args.port, args.workers)
+    return 0
 
 
 def _eval(settings: Settings, args: argparse.Namespace) -> int:
@@ -192,7 +204,7 @@ def answer_json(answer: Answer) -> dict:
         "confidence": None if answer.confidence is None else round(answer.confidence, 3),
         "asks_source": answer.asks_source,
         "answer_sentence": answer.answer_sentence,
-        "answer_footnotes": [{"n": f.number, "reference": f.reference} for f in answer.answer_footnotes],
+        "answer_footnotes": footnotes_json(answer.answer_footnotes),
         "message": answer.message,
         "passages": [
             {
@@ -203,17 +215,22 @@ def answer_json(answer: Answer) -> dict:
                 "section": p.passage.section,
                 "text": p.passage.text,
                 "answer_sentence": None if p.sentence is None else p.passage.text[p.sentence[0] : p.sentence[1]],
-                "footnotes": [{"n": f.number, "reference": f.reference} for f in p.footnotes],
+                "footnotes": footnotes_json(p.footnotes),
                 "same_fact_in": [
                     {"id": s.passage.id, "document": s.passage.title, "section": s.passage.section,
                      "sentence": s.passage.text[s.sentence[0] : s.sentence[1]],
-                     "footnotes": [{"n": f.number, "reference": f.reference} for f in s.footnotes]}
+                     "footnotes": footnotes_json(s.footnotes)}
                     for s in p.same_fact
                 ],
             }
             for p in answer.passages
         ],
     }
+
+
+def footnotes_json(footnotes: Iterable[Footnote]) -> list[dict]:
+    """The --json shape of footnotes: their number and reference text."""
+    return [{"n": f.number, "reference": f.reference} for f in footnotes]
 
 
 def format_answer(answer: Answer) -> str:

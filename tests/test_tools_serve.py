@@ -15,6 +15,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from conftest import ROOT, private_copy
 from qa.config import Settings
@@ -155,6 +159,24 @@ def test_a_body_of_megabytes_is_refused_before_it_is_read(server):
                + f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
     assert server.raw(chunked) == (413, {"detail": "the request body is over 65536 bytes"})
     assert server.client.get("/health").status_code == 200
+
+
+def test_requests_made_from_the_schema_get_answers_the_schema_describes(server):
+    """A few valid and invalid requests per operation, made by schemathesis from /openapi.json:
+    no 5xx, and every answer has a status, content type and body that the schema documents. Not
+    checked: that every schema-valid request is accepted, as a question of only spaces, or longer
+    than the configured QA_MAX_QUESTION_CHARS, is valid JSON Schema but refused (422, saying why)."""
+    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        takes_input = bool(operation.body) or any(True for _ in operation.iter_parameters())
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE) if takes_input else (GenerationMode.POSITIVE,):
+            @given(case=operation.as_strategy(mode))
+            @settings(max_examples=10, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+            def check(case) -> None:
+                case.call_and_validate(excluded_checks=[positive_data_acceptance])
+
+            check()
 
 
 def test_eight_clients_for_ten_seconds_all_answered(server):

@@ -86,15 +86,16 @@ class AnswerOut(BaseModel):
 
 
 class Ask(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"question": EXAMPLE_QUESTION, "k": 3}]})
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [{"question": EXAMPLE_QUESTION, "k": 3}]})
 
-    question: str = Field(description="in French or English; at most QA_MAX_QUESTION_CHARS characters")
+    question: str = Field(min_length=1, description="in French or English; not only spaces, and at most QA_MAX_QUESTION_CHARS "
+                                                   "characters (1000 by default): else a 422 says why")
     k: int | None = Field(None, ge=1, le=20, description="passages to return (default 3)")
     articles: list[str] | None = Field(None, max_length=100, description="only these articles (title or file name)")
 
 
 class Vote(Ask):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"question": EXAMPLE_QUESTION, "vote": "up"}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [{"question": EXAMPLE_QUESTION, "vote": "up"}]})  # and Ask's
 
     vote: Literal["up", "down"]
 
@@ -246,12 +247,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except ValueError as error:  # an unknown article
             raise HttpError(404, str(error)) from None
 
-    @app.post("/ask", response_model=AnswerOut, responses=errors(404, 413, 422, 503))
+    @app.post("/ask", response_model=AnswerOut, responses=errors(400, 404, 413, 422, 503))
     def ask(request: Request, body: Ask) -> dict:
         """Answer a question: the same object as ``citeqa ask --json``."""
         return answer_json(answer(request, body))
 
-    @app.post("/feedback", response_model=VoteRecord, responses=errors(404, 413, 422, 503))
+    @app.post("/feedback", response_model=VoteRecord, responses=errors(400, 404, 413, 422, 503))
     def feedback(request: Request, body: Vote) -> dict:
         """Ask the question again and record a 👍/👎 vote on its answer, as the chat does
         (``feedback.jsonl``, or the file QA_FEEDBACK names)."""
@@ -339,8 +340,11 @@ class BodyLimit:
 
 
 def serve(settings: Settings, host: str, port: int, workers: int) -> None:
-    """Run the API with uvicorn, ``workers`` processes each with its own engine."""
+    """Run the API with uvicorn, ``workers`` processes each with its own engine; an index that
+    cannot answer is refused before any starts."""
     import uvicorn
 
+    if problem := index_status(settings).problem:
+        raise IndexUnusableError(problem)
     os.environ.update(QA_CORPUS=str(settings.corpus), QA_INDEX=str(settings.index), QA_MODEL=settings.model)  # read by each worker
     uvicorn.run("qa.tools.serve:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")

@@ -25,6 +25,7 @@ from qa.config import Settings
 from qa.engine import build, index_status
 from qa.tools.cli import answer_json, status_json
 from qa.tools.feedback import read_votes
+from qa.tools.serve import create_app
 
 BORDER = "Quelle est la longueur de la frontière ?"
 TROOPS = "Combien de soldats la Russie a-t-elle déployés en janvier 2022 ?"
@@ -235,3 +236,10 @@ def test_an_index_rebuilt_while_serving_answers_the_next_request(server, embedde
     answer = server.client.post("/ask", json={"question": "Depuis quand la mer d'Aral a-t-elle perdu sa surface ?",
                                               "articles": ["Aral"]}).json()
     assert answer["passages"][0]["document"] == "Aral" and "1960" in answer["answer_sentence"]
+
+
+def test_docs_api_lists_every_operation_of_the_schema():
+    described = (ROOT / "docs" / "api.md").read_text("utf-8")
+    operations = [f"`{method.upper()} {path.replace('{passage_id}', '{id}')}`"
+                  for path, methods in create_app().openapi()["paths"].items() for method in methods]
+    assert len(operations) == 6 and [o for o in operations if o not in described] == []

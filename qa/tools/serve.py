@@ -175,12 +175,14 @@ class Service:
         return None if uses_database(self.settings) else current_build(self.settings.index)
 
     def fresh_engine(self) -> Engine:
-        """The engine, on the index's current build (call with ``lock`` held). Builds switch the
-        index's ``CURRENT`` in one rename, so a half-written build is never opened."""
+        """The engine, on the index's current build (call with ``lock`` held): a folder's engine is
+        reopened when its ``CURRENT`` names another build (builds switch it in one rename, so a
+        half-written build is never opened), a database's store moves to the current build."""
         build = self.current_build()
         if build != self.build:
             self.engine = open_engine(self.settings, self.engine.embedder)
             self.build = build
+        self.engine.store.follow_current()
         return self.engine
 
     def ask(self, request: Ask) -> Answer:
@@ -258,7 +260,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         (``feedback.jsonl``, or the file QA_FEEDBACK names)."""
         return record_vote(answer(request, body), body.vote)
 
-    @app.get("/status", response_model=StatusOut, responses=errors(503))
+    @app.get("/status", response_model=StatusOut)
     def status() -> dict:
         """The index: documents, passages, model, when built, stale or not (``citeqa status --json``)."""
         return status_json(index_status(settings))

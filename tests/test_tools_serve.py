@@ -3,15 +3,9 @@ private copy of the bundled corpus and its index, with the real model."""
 
 from __future__ import annotations
 
-import json
-import os
-import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -20,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from api_server import Server
 from conftest import ROOT, private_copy
-from qa.config import Settings
 from qa.engine import build, index_status
 from qa.tools.cli import answer_json, status_json
 from qa.tools.feedback import read_votes
@@ -32,63 +26,11 @@ TROOPS = "Combien de soldats la Russie a-t-elle déployés en janvier 2022 ?"
 NEW_ARTICLE = "# Aral\n\nLa mer d'Aral, partagée entre le Kazakhstan et l'Ouzbékistan, a perdu les trois quarts de sa surface depuis 1960.\n"
 
 
-class Server:
-    """A ``citeqa serve`` process on a free loopback port."""
-
-    def __init__(self, settings: Settings, feedback: Path) -> None:
-        self.settings, self.feedback = settings, feedback
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = (feedback.parent / "server.log").open("w")
-        command = [sys.executable, "-m", "qa", "--corpus", str(settings.corpus), "--index", str(settings.index),
-                   "serve", "--host", "127.0.0.1", "--port", str(self.port)]
-        self.process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "QA_FEEDBACK": str(feedback)},
-                                        stdout=self.log, stderr=subprocess.STDOUT)
-        self.client = httpx.Client(base_url=self.url, timeout=60)
-
-    def wait_until_up(self, seconds: float = 120) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"the server exited: {self.logged()}"
-            try:
-                if self.client.get("/health").status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.3)
-        raise AssertionError(f"the server did not answer /health within {seconds} s: {self.logged()}")
-
-    def logged(self) -> str:
-        self.log.flush()
-        return Path(self.log.name).read_text()[-3000:]
-
-    def raw(self, request: bytes) -> tuple[int, dict]:
-        """Send bytes as they are and read the status and JSON body of the answer."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=30) as connection:
-            connection.sendall(request)
-            received = b""
-            while chunk := connection.recv(65536):
-                received += chunk
-        head, _, body = received.partition(b"\r\n\r\n")
-        return int(head.split()[1]), json.loads(body)
-
-    def stop(self) -> None:
-        self.client.close()
-        self.process.terminate()
-        self.process.wait(timeout=30)
-        self.log.close()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, index_dir, embedder):
     folder = tmp_path_factory.mktemp("served")
-    running = Server(private_copy(folder, index_dir, embedder), folder / "feedback.jsonl")
-    try:
-        running.wait_until_up()
+    with Server(private_copy(folder, index_dir, embedder), folder / "feedback.jsonl") as running:
         yield running
-    finally:
-        running.stop()
 
 
 def test_ask_answers_the_same_object_as_ask_json(server, engine):

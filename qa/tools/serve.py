@@ -8,7 +8,6 @@ a JSON ``{"detail": "…"}`` with a 4xx status (503 when the index cannot answer
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from contextlib import asynccontextmanager
@@ -30,8 +29,6 @@ from qa.store.contract import IndexUnusableError
 from qa.store.folder import current_build
 from qa.tools.cli import answer_json, footnotes_json, status_json
 from qa.tools.feedback import record_vote
-
-log = logging.getLogger("citeqa.serve")
 
 EXAMPLE_QUESTION = "Quelle est la longueur de la frontière ?"
 
@@ -156,6 +153,14 @@ class Health(BaseModel):
 # --- one engine per process ---------------------------------------------------------------------
 
 
+class HttpError(Exception):
+    """A request refused with this status and message."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
 class Service:
     """This worker's engine, reopened when ``citeqa build`` switched in a new build.
 
@@ -167,7 +172,7 @@ class Service:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.lock = threading.Lock()
-        self.build = self.current_build()
+        self.build = self.current_build()  # read first: a build switched in meanwhile costs one reopen, never a stale engine
         self.engine = open_engine(settings)
 
     def current_build(self) -> Path | None:
@@ -186,21 +191,20 @@ class Service:
         return self.engine
 
     def ask(self, request: Ask) -> Answer:
+        """The answer to a request; an unknown article is a 404, a question that cannot be asked a 422."""
         with self.lock:
             engine = self.fresh_engine()
-            articles = engine.articles_named(request.articles) if request.articles else None
-            return engine.ask(request.question, request.k, articles)
+            try:
+                articles = engine.articles_named(request.articles) if request.articles else None
+            except ValueError as error:
+                raise HttpError(404, str(error)) from None
+            try:
+                return engine.ask(request.question, request.k, articles)
+            except QuestionError as error:
+                raise HttpError(422, str(error)) from None
 
 
 # --- the application ----------------------------------------------------------------------------
-
-
-class HttpError(Exception):
-    """A request refused with this status and message."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.detail = status, detail
 
 
 def errors(*statuses: int) -> dict:
@@ -234,31 +238,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"detail": str(error)}, status_code=503)
 
     @app.exception_handler(Exception)
-    async def failed(request: Request, error: Exception) -> JSONResponse:
-        log.exception("%s %s failed", request.method, request.url.path)
+    async def failed(request: Request, error: Exception) -> JSONResponse:  # a bug: uvicorn logs its trace
         return JSONResponse({"detail": f"internal error ({type(error).__name__}); the server's log has the details"}, status_code=500)
 
     def service(request: Request) -> Service:
         return request.app.state.service
 
-    def answer(request: Request, body: Ask) -> Answer:
-        try:
-            return service(request).ask(body)
-        except QuestionError as error:
-            raise HttpError(422, str(error)) from None
-        except ValueError as error:  # an unknown article
-            raise HttpError(404, str(error)) from None
-
     @app.post("/ask", response_model=AnswerOut, responses=errors(400, 404, 413, 422, 503))
     def ask(request: Request, body: Ask) -> dict:
         """Answer a question: the same object as ``citeqa ask --json``."""
-        return answer_json(answer(request, body))
+        return answer_json(service(request).ask(body))
 
     @app.post("/feedback", response_model=VoteRecord, responses=errors(400, 404, 413, 422, 503))
     def feedback(request: Request, body: Vote) -> dict:
         """Ask the question again and record a 👍/👎 vote on its answer, as the chat does
         (``feedback.jsonl``, or the file QA_FEEDBACK names)."""
-        return record_vote(answer(request, body), body.vote)
+        return record_vote(service(request).ask(body), body.vote)
 
     @app.get("/status", response_model=StatusOut)
     def status() -> dict:

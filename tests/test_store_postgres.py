@@ -263,9 +263,11 @@ def test_a_backend_ended_during_a_question_says_so_and_the_next_question_reconne
     assert "6 846" in engine.ask(BORDER).answer_sentence.replace("\u00a0", " ")
 
 
-def test_the_api_answers_a_503_for_a_connection_lost_during_a_question_then_reconnects(database, tmp_path):
+def test_the_api_on_a_database_shows_passages_and_answers_a_503_for_a_connection_lost_during_a_question(database, tmp_path):
     with Server(database.settings, tmp_path / "feedback.jsonl") as api, psycopg.connect(database.url) as admin:
-        assert api.client.post("/ask", json={"question": BORDER}).status_code == 200
+        first = api.client.post("/ask", json={"question": SOLDIERS}).json()["passages"][0]
+        passage = api.client.get(f"/passages/{first['id']}").json()  # the database's passage_with_id and neighbours
+        assert (passage["text"], passage["footnotes"]) == (first["text"], first["footnotes"]) and len(passage["context"]) == 3
         admin.execute("LOCK TABLE citeqa.passages, citeqa.postings IN ACCESS EXCLUSIVE MODE")  # the next question waits on it
         with ThreadPoolExecutor(1) as pool:
             asked = pool.submit(api.client.post, "/ask", json={"question": SOLDIERS})

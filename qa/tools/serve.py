@@ -295,7 +295,11 @@ def passage_json(passage: Passage, context: list[Passage], footnotes: list[dict]
 
 def validation_message(error: RequestValidationError) -> str:
     """FastAPI's validation errors as one line: where, and what is wrong."""
-    return "; ".join(f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in error.errors())
+    return "; ".join(
+        f"body is not valid JSON: {e['ctx']['error']} (character {e['loc'][1]})" if e["type"] == "json_invalid"
+        else f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}"
+        for e in error.errors()
+    )
 
 
 class BodyLimit:

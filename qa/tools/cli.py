@@ -1,9 +1,10 @@
-"""Command line: ``python -m qa build | status | ask | serve | eval | bench | train-selector | train-reader``. A thin layer over qa.engine."""
+"""Command line: ``python -m qa build | status | ask | chat | serve | eval | bench | train-selector | train-reader``. A thin layer over qa.engine."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Iterable
 from qa.answer.question import QuestionError
 from qa.answer.result import Answer, Footnote
 from qa.config import Settings, index_location
+from qa.locations import PACKAGE_DIR
 from qa.store.contract import IndexUnusableError
 from qa.store.model import ModelLoadError
 from qa.train.reader import TrainingSettings
@@ -33,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     ask.add_argument("-k", type=int, help="number of passages (default 3)")
     ask.add_argument("--json", action="store_true", help="one JSON object per question and line")
     ask.add_argument("--article", action="append", metavar="TITLE", help="only this article (title or file name); repeatable")
+    chat_help = "start the chat in the browser (streamlit run); other options go to streamlit, e.g. --server.port 8502"
+    commands.add_parser("chat", help=chat_help, description=chat_help)
     serve = commands.add_parser("serve", help="answer over HTTP: a JSON API (docs/api.md)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=8000)
@@ -74,10 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     confidence.add_argument("--also", nargs=2, action="append", default=[], type=Path, metavar=("FILE", "INDEX"),
                             help="more questions, on the corpus of another index (repeatable)")
     confidence.add_argument("--output", type=Path, help="where to write the models (default: the reader's confidence_model.json)")
-    args = parser.parse_args(argv)
+    args, streamlit_options = parser.parse_known_args(argv)  # only `chat` takes options of another program
+    if streamlit_options and args.command != "chat":
+        parser.error(f"unrecognized arguments: {' '.join(streamlit_options)}")
+    args.streamlit_options = streamlit_options
     settings = Settings.from_env(corpus=args.corpus, index=args.index, model=args.model)
     try:
-        return {"build": _build, "status": _status, "ask": _ask, "serve": _serve, "eval": _eval, "bench": _bench, "train-selector": _train,
+        return {"build": _build, "status": _status, "ask": _ask, "chat": _chat, "serve": _serve, "eval": _eval, "bench": _bench, "train-selector": _train,
                 "train-reader": _train_reader, "train-confidence": _train_confidence}[args.command](settings, args)
     except (IndexUnusableError, ModelLoadError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -128,6 +135,12 @@ def _ask(settings: Settings, args: argparse.Namespace) -> int:
             continue
         print(json.dumps(answer_json(answer), ensure_ascii=False) if args.json else format_answer(answer))
     return status
+
+
+def _chat(settings: Settings, args: argparse.Namespace) -> int:
+    """Becomes ``streamlit run qa/chat_app.py`` (this process replaced), with this command's corpus, index and model."""
+    environment = {**os.environ, "QA_CORPUS": str(settings.corpus), "QA_INDEX": str(settings.index), "QA_MODEL": settings.model}
+    os.execve(sys.executable, [sys.executable, "-m", "streamlit", "run", str(PACKAGE_DIR / "chat_app.py"), *args.streamlit_options], environment)
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:

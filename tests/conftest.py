@@ -50,17 +50,21 @@ def index_dir(tmp_path_factory, embedder) -> Path:
     return folder
 
 
-@pytest.fixture
-def private_corpus(tmp_path, index_dir, embedder) -> Settings:
-    """Settings for a private copy of the bundled corpus, with an index built from it (a real
+def private_copy(folder: Path, index_dir: Path, embedder) -> Settings:
+    """Settings for a copy of the bundled corpus in ``folder``, with an index built from it (a real
     build, started from a copy of the session's index so that it reuses its vectors)."""
-    folder = tmp_path / "corpus"
-    folder.mkdir()
-    shutil.copy(CORPUS_FILE, folder)
-    settings = Settings.from_env(corpus=folder, index=tmp_path / "index")
+    (folder / "corpus").mkdir()
+    shutil.copy(CORPUS_FILE, folder / "corpus")
+    settings = Settings.from_env(corpus=folder / "corpus", index=folder / "index")
     shutil.copytree(index_dir, settings.index)
     build(settings, embedder)
     return settings
+
+
+@pytest.fixture
+def private_corpus(tmp_path, index_dir, embedder) -> Settings:
+    """Settings for a private copy of the bundled corpus and its index (``private_copy``)."""
+    return private_copy(tmp_path, index_dir, embedder)
 
 
 @pytest.fixture(scope="session")

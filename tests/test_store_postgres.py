@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import numpy as np
 import psycopg
 import pytest
 
+from api_server import Server
 from conftest import CORPUS_FILE, ROOT, dev_questions, run_command
 from pg_server import PostgresServer, server_for_tests
 from qa.config import Settings
@@ -259,6 +261,27 @@ def test_a_backend_ended_during_a_question_says_so_and_the_next_question_reconne
         engine.ask(BORDER)
     monkeypatch.undo()
     assert "6 846" in engine.ask(BORDER).answer_sentence.replace("\u00a0", " ")
+
+
+def test_the_api_on_a_database_shows_passages_and_answers_a_503_for_a_connection_lost_during_a_question(database, tmp_path):
+    with Server(database.settings, tmp_path / "feedback.jsonl") as api, psycopg.connect(database.url) as admin:
+        first = api.client.post("/ask", json={"question": SOLDIERS}).json()["passages"][0]
+        passage = api.client.get(f"/passages/{first['id']}").json()  # the database's passage_with_id and neighbours
+        assert (passage["text"], passage["footnotes"]) == (first["text"], first["footnotes"]) and len(passage["context"]) == 3
+        admin.execute("LOCK TABLE citeqa.passages, citeqa.postings IN ACCESS EXCLUSIVE MODE")  # the next question waits on it
+        with ThreadPoolExecutor(1) as pool:
+            asked = pool.submit(api.client.post, "/ask", json={"question": SOLDIERS})
+            while not database.fetch("SELECT 1 FROM pg_stat_activity WHERE datname = %s AND application_name = 'citeqa' AND wait_event_type = 'Lock'",
+                                     database.name):
+                assert not asked.done(), asked.result().text
+                time.sleep(0.05)
+            assert end_citeqa_sessions(database) >= 1
+            response = asked.result()
+        admin.rollback()
+        assert response.status_code == 503
+        assert "ended the connection during the question" in response.json()["detail"] and "***" in response.json()["detail"]
+        again = api.client.post("/ask", json={"question": SOLDIERS})
+        assert again.status_code == 200 and "2000 soldats" in again.json()["answer_sentence"]
 
 
 def pretend_pgvector(database: Database, version: str) -> None:

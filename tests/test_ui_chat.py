@@ -1,4 +1,4 @@
-"""Tests of the Streamlit UI (app.py) with the real model and a real index: no mocks.
+"""Tests of the Streamlit UI (app.py over qa/chat_app.py) with the real model and a real index: no mocks.
 
 The app reads its settings from the environment, so each test points QA_INDEX at an index
 folder (the session's, or its own) and QA_FEEDBACK at a temporary file.
@@ -7,7 +7,6 @@ folder (the session's, or its own) and QA_FEEDBACK at a temporary file.
 from __future__ import annotations
 
 import html
-import importlib.util
 import json
 import re
 import shutil
@@ -20,6 +19,7 @@ from streamlit.testing.v1 import AppTest
 from conftest import ROOT
 from qa.tools.feedback import cases_from_feedback
 from qa.answer.question import question_language
+from qa import chat_app as ui
 
 APP = str(ROOT / "app.py")
 TIMEOUT = 300  # seconds per script run: the first one may convert the model and build an index
@@ -35,15 +35,6 @@ HOSTILE_ARTICLE = (
 )
 
 
-def load_app_module():
-    """app.py imported as a module (its main() only runs under Streamlit)."""
-    spec = importlib.util.spec_from_file_location("citeqa_app", APP)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ui = load_app_module()
 _markdown = MarkdownIt("commonmark").enable(["strikethrough", "table"])
 
 

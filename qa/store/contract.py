@@ -87,6 +87,9 @@ class PassageStore(Protocol):
         """The vectors of the sentences of the passages at these rows, stacked in row order,
         and where each passage's sentences start in that stack (len(rows) + 1 offsets)."""
 
+    def passage_with_id(self, passage_id: str) -> Passage | None:
+        """The passage of this id, if the index holds one."""
+
     def neighbours(self, passage: Passage, around: int = 1) -> list[Passage]:
         """The passage with up to ``around`` passages before and after it in its document."""
 

@@ -102,6 +102,9 @@ class SearchIndex:
         ranges = [np.arange(*self.document_rows[d]) for d in sorted(articles) if d in self.document_rows]
         return np.concatenate(ranges).astype(np.int64) if ranges else np.zeros(0, dtype=np.int64)
 
+    def passage_with_id(self, passage_id: str) -> Passage | None:
+        return next((p for p in self.passages if p.id == passage_id), None)
+
     def neighbours(self, passage: Passage, around: int = 1) -> list[Passage]:
         first, end = self.document_rows[passage.doc_id]
         position = next(i for i in range(first, end) if self.passages[i].id == passage.id)

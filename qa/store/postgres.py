@@ -219,6 +219,10 @@ class DatabaseStore:
         offsets = np.concatenate([[0], np.cumsum([len(by_row.get(int(row), [])) for row in rows])]).astype(np.int64)
         return (np.vstack(stacked).astype(np.float32) if stacked else np.zeros((0, self.manifest.dimension), np.float32)), offsets
 
+    def passage_with_id(self, passage_id: str) -> Passage | None:
+        rows = self.query(f"SELECT {PASSAGE_COLUMNS} FROM {{passages}} WHERE build_id = %s AND id = %s", (passage_id,))
+        return _passage(rows[0]) if rows else None
+
     def neighbours(self, passage: Passage, around: int = 1) -> list[Passage]:
         rows = self.query(
             f"SELECT {PASSAGE_COLUMNS} FROM {{passages}} WHERE build_id = %s AND doc_id = %s AND row BETWEEN"

@@ -15,7 +15,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from qa.config import PROJECT_ROOT, Settings
+from qa.config import Settings
+from qa.locations import PROJECT_ROOT
 from qa.engine import load_answer_models
 from qa.store.model import load_encoder
 from qa.answer.candidates import find_candidates

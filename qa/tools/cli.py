@@ -1,17 +1,20 @@
-"""Command line: ``python -m qa build | status | ask | eval | bench | train-selector | train-reader``. A thin layer over qa.engine."""
+"""Command line: ``python -m qa build | status | ask | chat | serve | eval | bench | train-selector | train-reader``. A thin layer over qa.engine."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import Iterable
 
 
 from qa.answer.question import QuestionError
-from qa.answer.result import Answer
+from qa.answer.result import Answer, Footnote
 from qa.config import Settings, index_location
+from qa.locations import PACKAGE_DIR
 from qa.store.contract import IndexUnusableError
 from qa.store.model import ModelLoadError
 from qa.train.reader import TrainingSettings
@@ -32,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     ask.add_argument("-k", type=int, help="number of passages (default 3)")
     ask.add_argument("--json", action="store_true", help="one JSON object per question and line")
     ask.add_argument("--article", action="append", metavar="TITLE", help="only this article (title or file name); repeatable")
+    chat_help = "start the chat in the browser (streamlit run); other options go to streamlit, e.g. --server.port 8502"
+    commands.add_parser("chat", help=chat_help, description=chat_help)
+    serve = commands.add_parser("serve", help="answer over HTTP: a JSON API (docs/api.md)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="processes, each with its own engine (default 1)")
     evaluate = commands.add_parser("eval", help="measure answers against a question file")
     evaluate.add_argument("file", type=Path, help="questions (JSON lines like eval/dev.jsonl)")
     evaluate.add_argument("--json", action="store_true")
@@ -69,10 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     confidence.add_argument("--also", nargs=2, action="append", default=[], type=Path, metavar=("FILE", "INDEX"),
                             help="more questions, on the corpus of another index (repeatable)")
     confidence.add_argument("--output", type=Path, help="where to write the models (default: the reader's confidence_model.json)")
-    args = parser.parse_args(argv)
+    args, streamlit_options = parser.parse_known_args(argv)  # only `chat` takes options of another program
+    if streamlit_options and args.command != "chat":
+        parser.error(f"unrecognized arguments: {' '.join(streamlit_options)}")
+    args.streamlit_options = streamlit_options
     settings = Settings.from_env(corpus=args.corpus, index=args.index, model=args.model)
     try:
-        return {"build": _build, "status": _status, "ask": _ask, "eval": _eval, "bench": _bench, "train-selector": _train,
+        return {"build": _build, "status": _status, "ask": _ask, "chat": _chat, "serve": _serve, "eval": _eval, "bench": _bench, "train-selector": _train,
                 "train-reader": _train_reader, "train-confidence": _train_confidence}[args.command](settings, args)
     except (IndexUnusableError, ModelLoadError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -123,6 +135,19 @@ def _ask(settings: Settings, args: argparse.Namespace) -> int:
             continue
         print(json.dumps(answer_json(answer), ensure_ascii=False) if args.json else format_answer(answer))
     return status
+
+
+def _chat(settings: Settings, args: argparse.Namespace) -> int:
+    """Becomes ``streamlit run qa/chat_app.py`` (this process replaced), with this command's corpus, index and model."""
+    environment = {**os.environ, "QA_CORPUS": str(settings.corpus), "QA_INDEX": str(settings.index), "QA_MODEL": settings.model}
+    os.execve(sys.executable, [sys.executable, "-m", "streamlit", "run", str(PACKAGE_DIR / "chat_app.py"), *args.streamlit_options], environment)
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    from qa.tools.serve import serve
+
+    serve(settings, args.host, args.port, args.workers)
+    return 0
 
 
 def _eval(settings: Settings, args: argparse.Namespace) -> int:
@@ -192,7 +217,7 @@ def answer_json(answer: Answer) -> dict:
         "confidence": None if answer.confidence is None else round(answer.confidence, 3),
         "asks_source": answer.asks_source,
         "answer_sentence": answer.answer_sentence,
-        "answer_footnotes": [{"n": f.number, "reference": f.reference} for f in answer.answer_footnotes],
+        "answer_footnotes": footnotes_json(answer.answer_footnotes),
         "message": answer.message,
         "passages": [
             {
@@ -203,17 +228,22 @@ def answer_json(answer: Answer) -> dict:
                 "section": p.passage.section,
                 "text": p.passage.text,
                 "answer_sentence": None if p.sentence is None else p.passage.text[p.sentence[0] : p.sentence[1]],
-                "footnotes": [{"n": f.number, "reference": f.reference} for f in p.footnotes],
+                "footnotes": footnotes_json(p.footnotes),
                 "same_fact_in": [
                     {"id": s.passage.id, "document": s.passage.title, "section": s.passage.section,
                      "sentence": s.passage.text[s.sentence[0] : s.sentence[1]],
-                     "footnotes": [{"n": f.number, "reference": f.reference} for f in s.footnotes]}
+                     "footnotes": footnotes_json(s.footnotes)}
                     for s in p.same_fact
                 ],
             }
             for p in answer.passages
         ],
     }
+
+
+def footnotes_json(footnotes: Iterable[Footnote]) -> list[dict]:
+    """The --json shape of footnotes: their number and reference text."""
+    return [{"n": f.number, "reference": f.reference} for f in footnotes]
 
 
 def format_answer(answer: Answer) -> str:

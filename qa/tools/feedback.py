@@ -2,7 +2,8 @@
 
 One line per vote: question, language, whether the app answered, the answer sentence, the ids of
 the passages shown, the vote ("up" or "down") and the time (ISO 8601, UTC). The file is
-``feedback.jsonl`` in the project root unless the environment variable QA_FEEDBACK names another.
+``feedback.jsonl`` in the project folder (installed: in the user's data folder) unless the
+environment variable QA_FEEDBACK names another.
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from qa.answer.pipeline import Answer
-from qa.config import PROJECT_ROOT
+from qa.locations import DEFAULT_LOCATIONS
 
 VOTES = ("up", "down")
 
 
 def feedback_path() -> Path:
-    """Where votes are written: $QA_FEEDBACK, or feedback.jsonl in the project root."""
-    return Path(os.environ.get("QA_FEEDBACK") or PROJECT_ROOT / "feedback.jsonl").expanduser()
+    """Where votes are written: $QA_FEEDBACK, or feedback.jsonl where citeqa keeps its files (qa/locations.py)."""
+    return Path(os.environ.get("QA_FEEDBACK") or DEFAULT_LOCATIONS.feedback).expanduser()
 
 
 def vote_record(answer: Answer, vote: str) -> dict:

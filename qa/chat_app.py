@@ -1,0 +1,518 @@
+"""citeqa chat UI: ask the corpus a question, see the sentence that answers, in its passage, with its sources.
+
+Run with ``streamlit run app.py`` (a checkout) or ``citeqa chat`` (which runs this file). The one
+module of ``qa`` that imports Streamlit: only Streamlit runs it, no other module of ``qa`` imports
+it. It only draws; every decision is made in the rest of ``qa``.
+Corpus text is never trusted as Markdown or HTML: it always goes through ``escape_markdown``.
+The labels of an answer are in the language of its question; the rest of the page is in French.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+from concurrent.futures import Future
+from datetime import datetime
+
+import streamlit as st
+
+from qa.answer.question import QuestionError, question_language
+from qa.answer.result import Answer, AnswerPassage
+from qa.config import Settings
+from qa.engine import Engine, build, index_status, open_engine
+from qa.tools.feedback import record_vote
+from qa.store.building import BuildReport, IndexStatus
+from qa.store.contract import Articles, IndexUnusableError, MissingIndexError, PassageStore
+from qa.store.model import ModelLoadError, load_encoder
+from qa.ingest.passages import Passage
+
+# Markdown's special characters, plus those of GFM autolinks (: @ .), setext headings (=),
+# HTML entities (&) and Streamlit's own syntax (:color[...], :material/...:, $math$).
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=&@^])")
+_LINE_BREAKS = re.compile(r"[ \t]*(?:\r\n|\r|\n)\s*")
+LABELS = {
+    "fr": {
+        "found": "Réponse trouvée",
+        "likely": "Réponse probable",
+        "unsure": "Pas de réponse dans le corpus",
+        "source": "Source",
+        "maybe": "Passage peut-être utile",
+        "passage": "Passage",
+        "context": "Voir dans le contexte",
+        "here": "Ce passage",
+        "missing": "Référence absente de l'article.",
+        "refused": "Question refusée",
+        "thanks": "Merci, votre avis est enregistré.",
+        "not_saved": "Avis non enregistré",
+        "answer": "Réponse",
+        "confidence": "confiance",
+        "sentence": "Phrase",
+        "notes": "Notes",
+        "also": "Dit aussi dans",
+    },
+    "en": {
+        "found": "Answer found",
+        "likely": "Likely answer",
+        "unsure": "No answer in the corpus",
+        "source": "Source",
+        "maybe": "Possibly useful passage",
+        "passage": "Passage",
+        "context": "Show in context",
+        "here": "This passage",
+        "missing": "Reference missing from the article.",
+        "refused": "Question refused",
+        "thanks": "Thank you, your feedback is saved.",
+        "not_saved": "Feedback not saved",
+        "answer": "Answer",
+        "confidence": "confidence",
+        "sentence": "Sentence",
+        "notes": "Notes",
+        "also": "Also said in",
+    },
+}
+EXAMPLES = (
+    "Combien de soldats la Russie a-t-elle déployés en janvier 2022 ?",
+    "Quelle part de la population du Kazakhstan est d'origine russe ?",
+    "How long is the border between Kazakhstan and Russia?",
+    "When did Putin visit Astana?",
+)
+MAX_K = 10
+# The confidence (probability that the sentence shown is right) from which an answer is "found".
+FOUND_CONFIDENCE = 0.7
+PENDING_QUESTION = "pending_question"  # an example clicked, asked on the next run
+LAST_BUILD = "last_build"  # the BuildReport of this session's latest build
+
+
+def escape_markdown(text: str) -> str:
+    """``text`` as Markdown that displays literally: punctuation escaped, line breaks kept as hard breaks."""
+    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+    return _LINE_BREAKS.sub("  \n", escaped)
+
+
+def highlighted(text: str, span: tuple[int, int] | None, answer: tuple[int, int] | None = None) -> str:
+    """``text`` escaped for Markdown, with the characters in ``span`` (if any) highlighted and,
+    inside them, those of ``answer`` (the short answer) in bold."""
+    if span is None:
+        return escape_markdown(text)
+    start, end = span
+    inner = escape_markdown(text[start:end])
+    if answer is not None and start <= answer[0] < answer[1] <= end:
+        a, b = answer
+        inner = f"{escape_markdown(text[start:a])}**{escape_markdown(text[a:b])}**{escape_markdown(text[b:end])}"
+    return f"{escape_markdown(text[:start])}:orange-background[{inner}]{escape_markdown(text[end:])}"
+
+
+def labels_for(language: str) -> dict[str, str]:
+    """The UI's words in ``language`` (French when it is not one the UI speaks)."""
+    return LABELS.get(language, LABELS["fr"])
+
+
+def passage_place(passage: Passage) -> str:
+    """Where a passage is, as escaped Markdown: document title › section."""
+    return f"{escape_markdown(passage.title)} › {escape_markdown(passage.section)}"
+
+
+def confidence_cue(answer: Answer) -> str:
+    """A badge saying whether the corpus answers and how surely (Markdown): "found" at a
+    confidence of FOUND_CONFIDENCE or more, "likely" below, "no answer" when citeqa abstains.
+    Without a reader there is no confidence: the best passage's score is shown instead."""
+    labels = labels_for(answer.language)
+    if answer.confidence is not None:
+        figure = f" · {labels['confidence']} {answer.confidence:.0%}" if answer.answered else ""
+    else:
+        figure = f" · score {answer.passages[0].score:.2f}" if answer.passages else ""
+    if not answer.answered:
+        return f":orange-badge[:material/help: {labels['unsure']}{figure}]"
+    if answer.confidence is None or answer.confidence >= FOUND_CONFIDENCE:
+        return f":green-badge[:material/check_circle: {labels['found']}{figure}]"
+    return f":blue-badge[:material/info: {labels['likely']}{figure}]"
+
+
+def conversation_markdown(answers: list[Answer]) -> str:
+    """The conversation as a Markdown document: each question, its answer (or why none), the
+    passage with its place, and the footnotes with their reference text. Corpus text is escaped."""
+    parts = ["# citeqa"]
+    for number, answer in enumerate(answers, start=1):
+        labels = labels_for(answer.language)
+        parts.append(f"## {number}. {escape_markdown(answer.question)}")
+        if answer.answered:
+            if answer.answer_text:
+                parts.append(f"**{labels['answer']}** : {escape_markdown(answer.answer_text)}")
+            parts.append(f"**{labels['sentence']}** : {escape_markdown(answer.answer_sentence or '')}")
+        else:
+            parts.append(f"*{escape_markdown(answer.message or '')}*")
+        if answer.passages:
+            first = answer.passages[0]
+            kind = labels["source"] if answer.answered else labels["maybe"]
+            parts.append(f"{kind} : {passage_place(first.passage)} · score {first.score:.2f}")
+            parts.append("> " + escape_markdown(first.passage.text).replace("\n", "\n> "))
+            notes = [f"- \\[{f.number}\\] {escape_markdown(f.reference or labels['missing'])}" for f in first.footnotes]
+            if notes:
+                parts.append(f"{labels['notes']} :\n\n" + "\n".join(notes))
+            for source in first.same_fact:
+                parts.append(f"{labels['also']} : {passage_place(source.passage)}")
+                parts.append("> " + escape_markdown(source.passage.text[source.sentence[0] : source.sentence[1]]))
+    return "\n\n".join(parts) + "\n"
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+# The model and the index load in background threads, started by the first run of the page, so
+# that the page (and the question box) is drawn at once; a question waits for them if it must.
+
+
+def in_background(function, *args) -> Future:
+    """Run ``function(*args)`` in a daemon thread; its result (or exception) in a Future."""
+    future: Future = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(function(*args))
+        except BaseException as error:  # handed to whoever waits for the result
+            future.set_exception(error)
+
+    threading.Thread(target=run, name=f"citeqa-{function.__name__}", daemon=True).start()
+    return future
+
+
+@st.cache_resource(show_spinner=False)
+def embedder_loading(settings: Settings) -> Future:
+    """The embedding model, loading once per server (and per model)."""
+    return in_background(load_encoder, settings)
+
+
+@st.cache_resource(show_spinner=False)
+def engine_loading(settings: Settings) -> Future:
+    """The engine for these settings, loading once per server."""
+    model = embedder_loading(_model_only(settings))
+
+    def open_when_the_model_is_loaded() -> Engine:
+        return open_engine(settings, model.result())
+
+    return in_background(open_when_the_model_is_loaded)
+
+
+def wait_for(future: Future, message: str, cached) -> object:
+    """The future's result, with a spinner while it is not there; a failure is not kept in the
+    cache, so that the next run tries again."""
+    if not future.done():
+        with st.spinner(message):
+            future.result()
+    try:
+        return future.result()
+    except BaseException:
+        cached.clear()
+        raise
+
+
+def get_embedder(settings: Settings):
+    """The embedding model, loaded once per server (and per model); raises ModelLoadError."""
+    return wait_for(embedder_loading(_model_only(settings)), "Chargement du modèle…", embedder_loading)
+
+
+def get_engine(settings: Settings) -> Engine:
+    """The engine for these settings, loaded once per server; raises IndexUnusableError."""
+    try:
+        return wait_for(engine_loading(settings), "Chargement du modèle et de l'index…", engine_loading)
+    except ModelLoadError:
+        embedder_loading.clear()
+        raise
+
+
+def _model_only(settings: Settings) -> Settings:
+    """The settings that matter to the model, so every index shares one loaded model."""
+    return Settings(model=settings.model, model_cache=settings.model_cache, torch_threads=settings.torch_threads)
+
+
+def build_index(settings: Settings) -> None:
+    """Build the index with a progress bar (one build at a time per index folder: qa locks it),
+    keep its report for the sidebar, then drop the engines loaded from the old one."""
+    bar = st.progress(0.0, text="Construction de l'index…")
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(done / total if total else 1.0, text=f"Construction de l'index… {done}/{total} textes encodés")
+
+    st.session_state[LAST_BUILD] = build(settings, embedder=get_embedder(_model_only(settings)), progress=progress)
+    engine_loading.clear()
+    bar.empty()
+
+
+def offer_rebuild(settings: Settings, key: str | None = None) -> None:
+    """A "rebuild" button; once the build is done the page starts again on the new index."""
+    if not st.button("Reconstruire l'index", icon=":material/refresh:", key=key):
+        return
+    try:
+        build_index(settings)
+    except IndexUnusableError as error:  # e.g. a corpus with no readable article: the old build stays
+        st.error(escape_markdown(str(error)))
+    else:
+        st.rerun()
+
+
+def load_engine(settings: Settings) -> Engine:
+    """The engine, building the index first when there is none; stops the page on failure
+    (with an error and a rebuild button)."""
+    try:
+        try:
+            return get_engine(settings)
+        except MissingIndexError:
+            build_index(settings)
+            return get_engine(settings)
+    except IndexUnusableError as error:
+        st.error(escape_markdown(str(error)))
+        offer_rebuild(settings, key="rebuild-after-error")
+    except ModelLoadError as error:
+        st.error(escape_markdown(str(error)))
+    st.stop()
+
+
+# --- conversation --------------------------------------------------------------------------
+
+
+def exchange(engine: Engine, question: str, k: int, articles: Articles) -> list[dict]:
+    """The two history entries of asking ``question``: the question, then the answer or the refusal."""
+    asked = {"role": "user", "content": question}
+    try:
+        with st.spinner("Recherche dans le corpus…"):
+            answer = engine.ask(question, k=k, articles=articles)
+    except QuestionError as error:
+        refused = labels_for(question_language(question))["refused"]
+        return [asked, {"role": "assistant", "error": f"{refused} : {error}"}]
+    except IndexUnusableError as error:  # e.g. the database server went away during the question
+        return [asked, {"role": "assistant", "error": str(error)}]
+    return [asked, {"role": "assistant", "answer": answer, "id": uuid.uuid4().hex}]
+
+
+def ask_example(question: str) -> None:
+    """Callback of an example button: ask it on this run."""
+    st.session_state[PENDING_QUESTION] = question
+
+
+def clear_conversation() -> None:
+    """Callback of the clear button: forget the history (votes already saved stay saved)."""
+    st.session_state["messages"] = []
+
+
+def save_vote(message: dict) -> None:
+    """Callback of an answer's 👍/👎: append the vote to the feedback file."""
+    value = st.session_state[vote_key(message)]
+    if value is None:  # the vote was withdrawn: what was written stays, a later vote supersedes it
+        return
+    labels = labels_for(message["answer"].language)
+    try:
+        record_vote(message["answer"], "up" if value == 1 else "down")
+    except OSError as error:
+        st.toast(f"{labels['not_saved']} : {error}")
+    else:
+        st.toast(labels["thanks"])
+
+
+def vote_key(message: dict) -> str:
+    """The session-state key of an answer's vote widget."""
+    return f"vote-{message['id']}"
+
+
+# --- drawing -------------------------------------------------------------------------------
+
+
+def show_footnote_list(item: AnswerPassage, missing: str) -> None:
+    """The passage's footnotes as plain lines (inside an expander, where popovers would be cramped)."""
+    lines = [f"\\[{f.number}\\] {escape_markdown(f.reference or missing)}" for f in item.footnotes]
+    if lines:
+        st.caption("  \n".join(lines))
+
+
+def show_citations(answer: Answer, item: AnswerPassage) -> None:
+    """One button per footnote marker of the passage, opening its reference text; those that
+    back the answering sentence stand out."""
+    labels = labels_for(answer.language)
+    backing = {f.number for f in answer.answer_footnotes} if answer.answered else set()
+    with st.container(horizontal=True):
+        for note in item.footnotes:
+            kind = "primary" if note.number in backing else "secondary"
+            with st.popover(f"\\[{note.number}\\]", type=kind):
+                st.markdown(escape_markdown(note.reference or labels["missing"]))
+
+
+def show_in_context(index: PassageStore, item: AnswerPassage, labels: dict[str, str]) -> None:
+    """The passage among its neighbours in its document, itself framed and marked."""
+    with st.expander(labels["context"], icon=":material/unfold_more:"):
+        for passage in index.neighbours(item.passage):
+            if passage.id == item.passage.id:
+                with st.container(border=True):
+                    st.caption(f"▶ {labels['here']} · {escape_markdown(passage.section)}")
+                    st.markdown(highlighted(passage.text, item.sentence))
+            else:
+                st.caption(escape_markdown(passage.section))
+                st.markdown(escape_markdown(passage.text))
+
+
+def show_answer(answer: Answer, index: PassageStore) -> None:
+    """One assistant reply: the confidence cue, the no-answer message if any, the best passage
+    with its place, citations and context, then the others collapsed."""
+    labels = labels_for(answer.language)
+    cue = confidence_cue(answer)
+    if not answer.answered:
+        st.markdown(f"{cue}  \n{escape_markdown(answer.message or '')}")
+    else:
+        st.markdown(cue + (f"  \n**{labels['answer']} : {escape_markdown(answer.answer_text)}**" if answer.answer_text else ""))
+    if not answer.passages:
+        return
+    first, *others = answer.passages
+    kind = labels["source"] if answer.answered else labels["maybe"]
+    st.caption(f"{kind} · {passage_place(first.passage)}")
+    st.markdown(highlighted(first.passage.text, first.sentence if answer.answered else None, first.answer))
+    show_citations(answer, first)
+    show_same_fact(first, labels)
+    show_in_context(index, first, labels)
+    for item in others:
+        with st.expander(
+            f"{labels['maybe'] if not answer.answered else labels['passage']} {item.rank} · "
+            f"{escape_markdown(item.passage.section)} · score {item.score:.2f}"
+        ):
+            st.caption(escape_markdown(item.passage.title))
+            st.markdown(escape_markdown(item.passage.text))
+            show_footnote_list(item, labels["missing"])
+
+
+def show_same_fact(item: AnswerPassage, labels: dict[str, str]) -> None:
+    """The other articles that say the same sentence: each place, its sentence and footnotes."""
+    for source in item.same_fact:
+        st.caption(f"{labels['also']} · {passage_place(source.passage)}")
+        notes = " ".join(f"\\[{f.number}\\] {escape_markdown(f.reference or labels['missing'])}" for f in source.footnotes)
+        st.markdown(f"> {escape_markdown(source.passage.text[source.sentence[0] : source.sentence[1]])}" + (f"  \n> {notes}" if notes else ""))
+
+
+def show_message(message: dict, index: PassageStore) -> None:
+    """Draw one entry of the chat history; an answer gets 👍/👎 buttons."""
+    with st.chat_message(message["role"]):
+        if "answer" in message:
+            show_answer(message["answer"], index)
+            st.feedback("thumbs", key=vote_key(message), on_change=save_vote, args=(message,))
+        elif "error" in message:
+            st.error(escape_markdown(message["error"]))
+        else:
+            st.markdown(escape_markdown(message["content"]))
+
+
+def show_examples() -> None:
+    """Example questions, in French and English, each asked when clicked."""
+    st.caption("Pour commencer, essayez / To start, try:")
+    with st.container(horizontal=True):
+        for question in EXAMPLES:
+            st.button(question, on_click=ask_example, args=(question,), icon=":material/chat_bubble:")
+
+
+def show_sources(index: PassageStore) -> None:
+    """Each document's reference list, with how many of its passages cite each reference."""
+    for doc_id, document in index.documents.items():
+        st.subheader(escape_markdown(document.title))
+        counts = index.citation_counts(doc_id)
+        lines = [
+            f"- **\\[{number}\\]** {escape_markdown(document.references.get(number, LABELS['fr']['missing']))}"
+            f" — :blue-badge[cité par {count} passage{'s' if count > 1 else ''}]"
+            for number, count in sorted(counts.items())
+        ]
+        st.markdown("\n".join(lines) if lines else "Aucune référence.")
+
+
+def show_index_status(status: IndexStatus) -> None:
+    """What the index holds, when it was built, and whether it still matches the corpus."""
+    if status.building:
+        st.info("Construction de l'index en cours…")
+    if status.problem:
+        st.error(escape_markdown(status.problem))
+    if status.manifest is None:
+        return
+    documents, passages = st.columns(2)
+    documents.metric("Documents", status.manifest.documents)
+    passages.metric("Passages", status.manifest.passages)
+    built = datetime.fromisoformat(status.manifest.built_at).strftime("%d/%m/%Y à %H:%M %Z")
+    st.caption(f"Construit le {escape_markdown(built)}")
+    if status.stale:
+        st.warning("L'index ne correspond plus au corpus : " + escape_markdown(", ".join(status.stale)))
+    else:
+        st.caption(":green[:material/check: À jour avec le corpus]")
+
+
+def show_build_report(report: BuildReport) -> None:
+    """What the latest build of this session did."""
+    st.success(
+        f"Index construit en {report.seconds:.1f} s : {report.passages} passages, "
+        f"{report.embedded} textes encodés, {report.reused} réutilisés."
+    )
+    for problem in report.skipped:
+        st.warning(escape_markdown(problem))
+
+
+def show_index_and_settings(settings: Settings) -> int:
+    """The sidebar's index status, rebuild button and settings; the number of passages to show."""
+    st.header("Index")
+    show_index_status(index_status(settings))
+    if LAST_BUILD in st.session_state:
+        show_build_report(st.session_state[LAST_BUILD])
+    offer_rebuild(settings)
+    st.header("Réglages")
+    k = st.slider("Passages par réponse (k)", 1, MAX_K, min(settings.top_k, MAX_K), key="k")
+    st.caption(f"Modèle : {escape_markdown(settings.model)}")
+    return k
+
+
+def choose_articles(store: PassageStore) -> Articles:
+    """The sidebar's article filter, when the corpus has several: None means every article."""
+    titles = {d.title: d.doc_id for d in store.documents.values()}
+    if len(titles) < 2:
+        return None
+    chosen = st.multiselect("Articles", sorted(titles), key="articles", placeholder="Tous les articles")
+    return frozenset(titles[t] for t in chosen) or None
+
+
+def show_conversation_actions(history: list[dict]) -> None:
+    """The sidebar's clear and export buttons."""
+    st.header("Conversation")
+    answers = [message["answer"] for message in history if "answer" in message]
+    st.button("Effacer la conversation", on_click=clear_conversation, disabled=not history, icon=":material/delete:")
+    st.download_button(
+        "Exporter en Markdown",
+        data=conversation_markdown(answers),
+        file_name="citeqa-conversation.md",
+        mime="text/markdown",
+        disabled=not answers,
+        icon=":material/download:",
+    )
+
+
+def main() -> None:
+    """The page: load (or build) the engine; the sidebar; then the chat and the sources in tabs."""
+    st.set_page_config(page_title="citeqa", page_icon="📚")
+    st.title("citeqa")
+    st.caption("Posez une question sur le corpus (en français ou en anglais) ; la réponse est une phrase du corpus, avec ses sources.")
+    settings = Settings.from_env()
+    loading = engine_loading(settings)  # starts loading the model and index in the background
+    if loading.done() or index_status(settings).problem:
+        load_engine(settings)  # a missing index is built, an unusable one stops the page here
+    with st.sidebar:
+        k = show_index_and_settings(settings)
+    question = st.chat_input("Votre question…") or st.session_state.pop(PENDING_QUESTION, None)
+    engine = load_engine(settings)  # waits for the model and index, if they are still loading
+    with st.sidebar:
+        articles = choose_articles(engine.store)
+    history = st.session_state.setdefault("messages", [])
+    if question is not None:
+        history.extend(exchange(engine, question, k, articles))
+    with st.sidebar:
+        show_conversation_actions(history)
+    chat, sources = st.tabs(["Conversation", "Sources"])
+    with chat:
+        for message in history:
+            show_message(message, engine.store)
+        if not history:
+            show_examples()
+    with sources:
+        show_sources(engine.store)
+
+
+if __name__ == "__main__":  # under `citeqa chat` (`streamlit run` of this file); app.py calls main() itself
+    main()

@@ -9,7 +9,7 @@ from conftest import ROOT
 from qa.answer.judge import SIGNALS
 from qa.config import Settings
 from qa.engine import open_engine
-from qa.tools.cli import answer_json
+from qa.tools.shapes import answer_json
 from qa.tools.evaluate import holds
 
 SOURCE_QUESTIONS = [json.loads(line) for line in (ROOT / "eval" / "dev2.jsonl").read_text("utf-8").splitlines()

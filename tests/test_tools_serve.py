@@ -17,7 +17,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from api_server import Server
 from conftest import ROOT, private_copy
 from qa.engine import build, index_status
-from qa.tools.cli import answer_json, status_json
+from qa.tools.shapes import answer_json, status_json
 from qa.tools.feedback import read_votes
 from qa.tools.serve import create_app
 

@@ -20,6 +20,7 @@ from conftest import ROOT
 from qa.tools.feedback import cases_from_feedback
 from qa.answer.question import question_language
 from qa import chat_app as ui
+from qa import chat_text
 
 APP = str(ROOT / "app.py")
 TIMEOUT = 300  # seconds per script run: the first one may convert the model and build an index
@@ -195,7 +196,7 @@ def test_sources_tab_lists_references_with_citation_counts(app, engine):
     assert [t.label for t in app.tabs] == ["Conversation", "Sources"]
     sources = app.tabs[1]
     (doc_id, document), = engine.store.documents.items()
-    assert sources.subheader[0].value == ui.escape_markdown(document.title)
+    assert sources.subheader[0].value == chat_text.escape_markdown(document.title)
     lines = rendered(sources.markdown[0].value)[0].splitlines()
     counts = engine.store.citation_counts(doc_id)
     assert len(lines) == len(counts) == 13
@@ -210,7 +211,7 @@ def test_sidebar_shows_the_index_status_and_model(app, engine):
     captions = " ".join(c.value for c in app.sidebar.caption)
     assert "À jour avec le corpus" in captions
     assert "Construit le" in captions
-    assert ui.escape_markdown(engine.settings.model) in captions
+    assert chat_text.escape_markdown(engine.settings.model) in captions
 
 
 def test_rebuild_button_reports_what_was_reused(index_dir, feedback_file, tmp_path, monkeypatch):
@@ -264,7 +265,7 @@ def test_export_lists_questions_answers_passages_and_footnotes(app):
     ask(app, NO_ANSWER_EN)
     assert not app.sidebar.download_button[0].disabled
     answers = [m["answer"] for m in app.session_state["messages"] if "answer" in m]
-    shown, tags = rendered(ui.conversation_markdown(answers))
+    shown, tags = rendered(chat_text.conversation_markdown(answers))
     assert tags <= {"h1", "h2", "p", "strong", "em", "blockquote", "ul", "li", "br"}, tags
     assert f"1. {SOLDIERS}" in shown and f"2. {NO_ANSWER_EN}" in shown
     assert f"Réponse : {answers[0].answer_text}" in shown and "2000" in answers[0].answer_text
@@ -290,7 +291,7 @@ def test_bad_questions_show_an_error_and_the_chat_goes_on(app):
     [HOSTILE, "# titre\n- puce\n1. un\n> cité\n    code\n===\n", "a\\b `c` _d_ ~~e~~ | f | www.example.com x@y.fr ![i](j)"],
 )
 def test_escape_markdown_shows_text_literally(text):
-    shown, tags = rendered(ui.escape_markdown(text))
+    shown, tags = rendered(chat_text.escape_markdown(text))
     assert tags <= {"p", "br"}, tags
     assert shown == "\n".join(line.strip() for line in text.splitlines() if line.strip())
 
@@ -299,14 +300,14 @@ def test_highlight_escapes_the_sentence_and_its_surroundings():
     text = f"Avant {HOSTILE}. La phrase [3] **gras**. Après <i>x</i>."
     start = text.index("La phrase")
     end = text.index("Après") - 1
-    markdown = ui.highlighted(text, (start, end))
+    markdown = chat_text.highlighted(text, (start, end))
     assert highlight_of(markdown) == "La phrase [3] **gras**."
     shown, tags = rendered(markdown)
     assert tags == {"p"}
     assert shown == text[:start] + ":orange-background[" + text[start:end] + "]" + text[end:]
-    assert ui.highlighted(text, None) == ui.escape_markdown(text)
+    assert chat_text.highlighted(text, None) == chat_text.escape_markdown(text)
     answer = (text.index("[3]"), text.index("[3]") + 3)
-    bold = ui.highlighted(text, (start, end), answer)
+    bold = chat_text.highlighted(text, (start, end), answer)
     assert highlight_of(bold) == "La phrase [3] **gras**." and rendered(bold)[1] == {"p", "strong"}
     assert "<strong>[3]</strong>" in _markdown.render(bold)
 
@@ -314,7 +315,7 @@ def test_highlight_escapes_the_sentence_and_its_surroundings():
 def test_hostile_question_reaches_the_page_escaped(app):
     ask(app, HOSTILE)
     question = app.chat_message[0].markdown[0].value
-    assert question == ui.escape_markdown(HOSTILE)
+    assert question == chat_text.escape_markdown(HOSTILE)
     assert "\\<script\\>alert\\(1\\)\\</script\\>" in question
     assert rendered(question)[0] == HOSTILE
     assert "unsafe_allow_html" not in Path(APP).read_text("utf-8")

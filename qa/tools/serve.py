@@ -27,7 +27,7 @@ from qa.engine import Engine, index_status, open_engine, uses_database
 from qa.ingest.passages import Passage
 from qa.store.contract import IndexUnusableError
 from qa.store.folder import current_build
-from qa.tools.cli import answer_json, footnotes_json, status_json
+from qa.tools.shapes import answer_json, footnotes_json, status_json
 from qa.tools.feedback import record_vote
 
 EXAMPLE_QUESTION = "Quelle est la longueur de la frontière ?"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -45,8 +46,16 @@ def embedder():
 
 @pytest.fixture(scope="session")
 def index_dir(tmp_path_factory, embedder) -> Path:
-    folder = tmp_path_factory.mktemp("index")
-    build(Settings.from_env(index=folder), embedder)
+    """The index of the bundled corpus, built once per run: the test workers share it (the first
+    builds it while the others wait), and no test writes into it (they copy it: private_corpus)."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the run's folder, above each worker's own
+    folder = shared / "bundled-index"
+    with open(shared / "bundled-index.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / "CURRENT").exists():
+            build(Settings.from_env(index=folder), embedder)
     return folder
 
 

@@ -87,7 +87,7 @@ def run_bench(
                 exact = exact_top(index.vectors, queries, RECALL_K)
                 if index.manifest.vector_index["type"] == "hnsw":
                     with search_threads(settings):
-                        sweep = ef_sweep(index, embedder, models, questions, queries, exact, ef_searches or EF_SEARCHES, rounds)
+                        sweep = ef_sweep(index, embedder, questions, queries, exact, ef_searches or EF_SEARCHES, rounds)
                 if compare_ann:
                     comparison = ann_comparison(index, queries, exact, seed)
     return BenchReport(machine_description(), round(loaded.model_seconds, 2), round(loaded.reader_seconds, 2), corpora, peak_rss_mb(), comparison, sweep,
@@ -171,7 +171,7 @@ def ann_recall(index: SearchIndex, queries: np.ndarray) -> float:
     return recall(found, exact_top(index.vectors, queries, RECALL_K))
 
 
-def ef_sweep(index: SearchIndex, embedder, models: AnswerModels, questions: list[str], queries: np.ndarray, exact: np.ndarray,
+def ef_sweep(index: SearchIndex, embedder, questions: list[str], queries: np.ndarray, exact: np.ndarray,
              ef_searches: tuple[int, ...], rounds: int = 3) -> list[dict]:
     """For each efSearch: the HNSW index's recall@10 against exact search, its own p50 time for
     100 candidates, and the p50/p95 of the whole search step (dense + BM25 + union) of the questions."""
@@ -181,7 +181,7 @@ def ef_sweep(index: SearchIndex, embedder, models: AnswerModels, questions: list
     try:
         for ef in ef_searches:
             index.vectors.hnsw.efSearch = ef
-            timed = time_questions(retriever, models, questions, rounds)
+            timed = time_questions(retriever, None, questions, rounds)  # the retrieval alone: its search step is what changes
             search, cpu = timed["search"], timed["cpu"]["search"]
             rows.append({"index": f"HNSW{index.manifest.vector_index['m']}", "ef_search": ef,
                          **search_figures(index.vectors, queries, exact), "search_p50_ms": search.p50_ms,

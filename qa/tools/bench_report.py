@@ -76,7 +76,7 @@ class BenchReport:
     load_average: tuple[float, float, float] = (0.0, 0.0, 0.0)  # 1, 5 and 15 min, at the end of the run
 
 
-def time_questions(retriever: Retriever, models: AnswerModels, questions: list[str], rounds: int = 3) -> dict[str, Latency]:
+def time_questions(retriever: Retriever, models: AnswerModels | None, questions: list[str], rounds: int = 3) -> dict[str, Latency]:
     """p50 and p95 of each step of answering, over ``rounds`` passes of the questions (after one
     warm-up): wall-clock time, and under "cpu" the CPU time of the process (one torch thread,
     one FAISS thread, BM25 on a second thread during the search), which a busy machine
@@ -95,11 +95,11 @@ def time_questions(retriever: Retriever, models: AnswerModels, questions: list[s
 CPU = "_cpu"
 
 
-def time_question(retriever: Retriever, models: AnswerModels, question: str) -> dict[str, float]:
+def time_question(retriever: Retriever, models: AnswerModels | None, question: str) -> dict[str, float]:
     """The seconds each step of answering takes (wall clock, and "<step>_cpu" for the process's
-    CPU time): Retriever.search's steps, then the candidate sentences' signals, the reader's
-    reading, and the choice of the answering sentence and its short answer; then, on
-    their own, the dense and BM25 halves of the search."""
+    CPU time): Retriever.search's steps, then (unless ``models`` is None: the retrieval alone)
+    the candidate sentences' signals, the reader's reading, and the choice of the answering
+    sentence and its short answer; then, on their own, the dense and BM25 halves of the search."""
     clock, cpu = [time.perf_counter()], [time.process_time()]
 
     def tick() -> None:
@@ -112,12 +112,13 @@ def time_question(retriever: Retriever, models: AnswerModels, question: str) -> 
     tick()
     retrieval = retriever.rank(candidates, 3)
     tick()
-    found = find_candidates(retrieval, models.sentence)
-    tick()
-    readings = read(models.reader, retrieval, found, models.read_windows) if models.reader else None
-    tick()
-    choose(found, readings, models.choice)
-    tick()
+    if models is not None:
+        found = find_candidates(retrieval, models.sentence)
+        tick()
+        readings = read(models.reader, retrieval, found, models.read_windows) if models.reader else None
+        tick()
+        choose(found, readings, models.choice)
+        tick()
     steps = dict(zip(STAGES, np.diff(clock)))
     steps.update({stage + CPU: seconds for stage, seconds in zip(STAGES, np.diff(cpu))})
     steps["total"], steps["total" + CPU] = clock[-1] - clock[0], cpu[-1] - cpu[0]

@@ -66,6 +66,11 @@ class Settings:
     # Passages whose vectors are added to FAISS (and texts tokenised for BM25) per batch.
     build_batch: int = 20_000
 
+    def environment(self) -> dict[str, str]:
+        """The QA_* variables that give a process started from this one the same corpus, index and
+        model (``citeqa chat`` and ``citeqa serve``'s workers read their settings from them)."""
+        return {"QA_CORPUS": str(self.corpus), "QA_INDEX": str(self.index), "QA_MODEL": self.model}
+
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":
         """Defaults, then QA_* environment variables, then explicit non-None overrides."""

@@ -6,7 +6,6 @@ The one place that knows the two index backends: a folder (FAISS, ``qa.store.fol
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from pathlib import Path
 
 from qa.answer.candidates import FEATURES
@@ -20,8 +19,8 @@ from qa.answer.retrieve import Retriever
 from qa.config import SHIPPED_READER, Settings, is_database_url
 from qa.ingest.corpus import read_corpus
 from qa.ingest.text import fold
-from qa.store.contract import Articles, PassageStore, check_compatible, stale_reasons
 from qa.store.building import BuildReport, IndexStatus, Progress
+from qa.store.contract import Articles, PassageStore, check_compatible, stale_reasons
 from qa.store.folder import load_index, set_search_threads
 from qa.store.folder_build import build_index
 from qa.store.model import load_embedder, load_encoder

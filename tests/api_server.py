@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from conftest import ROOT
+from streamlit_server import free_port
 from qa.config import Settings
 
 
@@ -22,9 +23,7 @@ class Server:
 
     def __init__(self, settings: Settings, feedback: Path) -> None:
         self.settings, self.feedback = settings, feedback
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = (feedback.parent / "server.log").open("w")
         command = [sys.executable, "-m", "qa", "--corpus", str(settings.corpus), "--index", str(settings.index),

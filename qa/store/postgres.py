@@ -51,12 +51,12 @@ from qa.store.postgres_connection import (
     LOCK,
     PASSAGE_COLUMNS,
     PGVECTOR_ITERATIVE_SCAN,
-    _secret_free,
     check_schema,
     connect,
     current_build_id,
     pgvector_version,
     redacted,
+    secret_free,
     table,
 )
 
@@ -161,7 +161,7 @@ class DatabaseStore:
         except psycopg.OperationalError as error:
             lost = pin.connection.broken
             self._drop_pin()
-            detail = _secret_free(str(error).strip().split("\n")[0] or repr(error), self.url)
+            detail = secret_free(str(error).strip().split("\n")[0] or repr(error), self.url)
             if lost:
                 raise IndexUnusableError(
                     f"PostgreSQL at {self.location} ended the connection during the question ({detail}): the server crashed "
@@ -275,7 +275,7 @@ def database_status(settings: Settings) -> IndexStatus:
     except IndexUnusableError as error:
         return IndexStatus(location, False, False, str(error))
     except psycopg.Error as error:
-        return IndexStatus(location, True, False, f"the index in {location} is unreadable ({_secret_free(str(error), url)})")
+        return IndexStatus(location, True, False, f"the index in {location} is unreadable ({secret_free(str(error), url)})")
     return IndexStatus(location, True, building, None, manifest, tuple(stale_reasons(manifest, settings)))
 
 

@@ -47,7 +47,7 @@ def redacted(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
-def _secret_free(message: str, url: str) -> str:
+def secret_free(message: str, url: str) -> str:
     """A server or libpq message with the URL's password blanked out, should it appear."""
     password = urlsplit(url).password or dict(parse_qsl(urlsplit(url).query)).get("password")
     return message.replace(password, "***") if password else message
@@ -59,7 +59,7 @@ def connect(url: str, read_only: bool) -> psycopg.Connection:
     try:
         connection = psycopg.connect(url, autocommit=True, connect_timeout=10, application_name="citeqa")
     except psycopg.OperationalError as error:
-        detail = _secret_free(str(error).strip().splitlines()[-1] if str(error).strip() else repr(error), url)
+        detail = secret_free(str(error).strip().splitlines()[-1] if str(error).strip() else repr(error), url)
         if "authentication failed" in detail or "no password supplied" in detail:
             raise IndexUnusableError(
                 f"PostgreSQL at {location} refused the credentials: check the user and password "

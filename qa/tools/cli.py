@@ -9,7 +9,6 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-
 from qa.answer.question import QuestionError
 from qa.config import Settings, index_location
 from qa.locations import PACKAGE_DIR
@@ -138,7 +137,7 @@ def _ask(settings: Settings, args: argparse.Namespace) -> int:
 
 def _chat(settings: Settings, args: argparse.Namespace) -> int:
     """Becomes ``streamlit run qa/chat_app.py`` (this process replaced), with this command's corpus, index and model."""
-    environment = {**os.environ, "QA_CORPUS": str(settings.corpus), "QA_INDEX": str(settings.index), "QA_MODEL": settings.model}
+    environment = {**os.environ, **settings.environment()}
     os.execve(sys.executable, [sys.executable, "-m", "streamlit", "run", str(PACKAGE_DIR / "chat_app.py"), *args.streamlit_options], environment)
 
 

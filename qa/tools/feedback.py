@@ -13,7 +13,7 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from qa.answer.pipeline import Answer
+from qa.answer.result import Answer
 from qa.locations import DEFAULT_LOCATIONS
 
 VOTES = ("up", "down")

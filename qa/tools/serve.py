@@ -347,5 +347,5 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
 
     if problem := index_status(settings).problem:
         raise IndexUnusableError(problem)
-    os.environ.update(QA_CORPUS=str(settings.corpus), QA_INDEX=str(settings.index), QA_MODEL=settings.model)  # read by each worker
+    os.environ.update(settings.environment())  # read by each worker
     uvicorn.run("qa.tools.serve:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")

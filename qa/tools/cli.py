@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
                                                   "the reader's choice_model.json)")
     train.add_argument("--reader", action="store_true", help="train the choice over the sentence model's and the reader's signals")
     reader = commands.add_parser("train-reader", help="train the extractive reader on a SQuAD-format file (PIAF-train)")
-    reader.add_argument("file", type=Path, help="training questions, SQuAD v1.1 JSON (like ../shared/train/piaf-train.json)")
+    reader.add_argument("files", type=Path, nargs="+", help="training questions, SQuAD JSON: the first file's paragraphs make the corpus, "
+                        "the others (SQuAD 2.0, like ../shared/train/piaf-train-extra.json) add questions to them")
     reader.add_argument("--work", type=Path, default=Path(".cache/reader-training"), help="folder for its corpus and index")
     reader.add_argument("--output", type=Path, help="where to write the reader (default: qa/models/reader/)")
     for name, default in TrainingSettings().__dict__.items():
@@ -178,7 +179,7 @@ def _train_reader(settings: Settings, args: argparse.Namespace) -> int:
     from qa.train.reader import train_reader
 
     training = TrainingSettings(**{name: getattr(args, name) for name in TrainingSettings().__dict__})
-    summary = train_reader(settings, args.file, args.work, training, args.output or READER_DIR)
+    summary = train_reader(settings, args.files, args.work, training, args.output or READER_DIR)
     print(json.dumps(summary))
     return 0
 

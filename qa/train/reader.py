@@ -34,6 +34,7 @@ from qa.config import Settings
 from qa.engine import build, open_retriever
 from qa.ingest.corpus import read_corpus
 from qa.ingest.passages import Passage, passages_for
+from qa.store.lexical import terms
 from qa.store.model import ensure_bundled_model, load_embedder
 
 LORA_TARGETS = ["query", "key", "value", "dense"]
@@ -42,15 +43,16 @@ SHORT_PASSAGES = (400, 200)  # the many-article setting, for the extra answer wi
 
 @dataclass(frozen=True)
 class TrainingSettings:
-    layers: int = 8
+    layers: int = 6
     epochs: int = 1
     batch: int = 16
-    learning_rate: float = 5e-4
+    learning_rate: float = 1e-3
     lora_rank: int = 16
     lora_alpha: int = 32
     max_tokens: int = 192
     short_passage_share: float = 0.3  # questions that also get their 400 / 200 passage as a window
     negatives: int = 2  # windows without the answer kept per question: the ones ranked best
+    unanswerable_windows: int = 2  # windows of its own paragraph for a question the article does not answer
     checkpoint_every: int = 200  # steps between two saves of the reader so far
     seed: int = 0
     limit: int = 0  # at most this many questions (0: all), for a quick run
@@ -60,8 +62,9 @@ class TrainingSettings:
 class TrainQuestion:
     doc_id: str
     question: str
-    answer: str
-    answer_start: int  # in the article's corpus file
+    answer: str  # "" when the article does not answer it
+    answer_start: int  # in the article's corpus file; -1: unanswerable
+    paragraph_start: int  # where its paragraph begins in that file
 
 
 @dataclass(frozen=True)
@@ -72,21 +75,29 @@ class WindowExample:
     answer: str
 
 
-def write_training_corpus(train_file: Path, folder: Path, limit: int = 0) -> list[TrainQuestion]:
-    """One Markdown file per article of a SQuAD-format file (``# Title``, then its paragraphs),
-    and its questions with each answer's offset in that file."""
+def write_training_corpus(train_files: list[Path], folder: Path, limit: int = 0) -> list[TrainQuestion]:
+    """One Markdown file per article of SQuAD-format files (``# Title``, then its paragraphs, in
+    the first file's order), and their questions with each answer's offset in that file. Files
+    after the first add questions to its paragraphs (SQuAD 2.0: ``is_impossible`` questions have
+    no answer, their ``answer_start`` is -1)."""
     folder.mkdir(parents=True, exist_ok=True)
+    files = [json.loads(path.read_text("utf-8"))["data"] for path in train_files]
+    extra = {(article["title"], paragraph["context"]): paragraph["qas"]
+             for data in files[1:] for article in data for paragraph in article["paragraphs"]}
     questions: list[TrainQuestion] = []
     names: set[str] = set()
-    for article in json.loads(train_file.read_text("utf-8"))["data"]:
+    for article in files[0]:
         doc_id = _unique(_slug(article["title"]), names)
         text = f"# {article['title']}\n\n"
         for paragraph in article["paragraphs"]:
             context = paragraph["context"]
-            for qa in paragraph["qas"]:
+            for qa in paragraph["qas"] + extra.get((article["title"], context), []):
+                if qa.get("is_impossible"):
+                    questions.append(TrainQuestion(doc_id, qa["question"], "", -1, len(text)))
+                    continue
                 answer = qa["answers"][0]
                 if context[answer["answer_start"]:].startswith(answer["text"]):
-                    questions.append(TrainQuestion(doc_id, qa["question"], answer["text"], len(text) + answer["answer_start"]))
+                    questions.append(TrainQuestion(doc_id, qa["question"], answer["text"], len(text) + answer["answer_start"], len(text)))
             text += context + "\n\n"
         (folder / f"{doc_id}.md").write_text(text, "utf-8")
         if limit and len(questions) >= limit:
@@ -111,6 +122,8 @@ def window_example(question: TrainQuestion, passage: Passage, start: int, end: i
     """A window of a passage as an example: the answer's own occurrence if the window covers
     it, else another occurrence of the answer's text in it, else "not here"."""
     text = passage.text[start:end]
+    if not question.answer:
+        return WindowExample(question.question, text, -1, "")
     at = question.answer_start - passage.start - start
     if not (0 <= at and at + len(question.answer) <= len(text) and text[at:].startswith(question.answer)):
         at = text.find(question.answer)
@@ -142,15 +155,28 @@ def examples_for(settings: Settings, questions: list[TrainQuestion], training: T
         read = [window_example(question, hits[w.hit], w.start, w.end) for w in windows]
         negatives = [e for e in read if e.answer_start < 0][training.negatives :]
         read = [e for e in read if e not in negatives]
-        if not any(e.answer_start >= 0 for e in read):
-            passage = _holding(passages[question.doc_id], question.answer_start)
-            if passage is not None and (sentence := sentence_holding(passage, question.answer_start)) is not None:
-                window = window_around(passage, sentence)
-                read.append(window_example(question, passage, window.start, window.end))
-        if rng.random() < training.short_passage_share and (passage := _holding(short[question.doc_id], question.answer_start)):
+        own = _holding(passages[question.doc_id], question.answer_start if question.answer else question.paragraph_start)
+        if not question.answer and own is not None:
+            read += [e for e in own_paragraph_examples(question, own, training.unanswerable_windows) if e not in read]
+        elif not any(e.answer_start >= 0 for e in read):
+            if own is not None and (sentence := sentence_holding(own, question.answer_start)) is not None:
+                window = window_around(own, sentence)
+                read.append(window_example(question, own, window.start, window.end))
+        offset = question.answer_start if question.answer else question.paragraph_start
+        if rng.random() < training.short_passage_share and (passage := _holding(short[question.doc_id], offset)):
             read.append(window_example(question, passage, 0, len(passage.text)))
         examples += read
     return examples
+
+
+def own_paragraph_examples(question: TrainQuestion, passage: Passage, count: int) -> list[WindowExample]:
+    """"Not here" windows of an unanswerable question's own passage: around the ``count``
+    sentences sharing most of its terms, the text a reader is most tempted to answer from."""
+    wanted = set(terms(question.question))
+    overlap = [len(wanted & set(terms(passage.text[a:b]))) for a, b in passage.sentences]
+    best = sorted(range(len(overlap)), key=lambda i: -overlap[i])[:count]
+    windows = {window_around(passage, i) for i in best}
+    return [window_example(question, passage, w.start, w.end) for w in sorted(windows, key=lambda w: w.start)]
 
 
 def _holding(passages: list[Passage], offset: int) -> Passage | None:
@@ -196,8 +222,9 @@ def collate(batch: list[dict]):
     return ids, mask, torch.tensor([i["start"] for i in batch]), torch.tensor([i["end"] for i in batch])
 
 
-def train_reader(settings: Settings, train_file: Path, work: Path, training: TrainingSettings, output: Path = READER_DIR) -> dict:
-    """Build the examples, fine-tune, and write the adapters and manifest to ``output``."""
+def train_reader(settings: Settings, train_files: list[Path], work: Path, training: TrainingSettings, output: Path = READER_DIR) -> dict:
+    """Build the examples (or reuse those ``work`` holds), fine-tune (from ``work``'s checkpoint
+    when a run was stopped), and write the adapters and manifest to ``output``."""
     import torch
     from peft import LoraConfig, get_peft_model
     from tqdm import tqdm
@@ -206,17 +233,16 @@ def train_reader(settings: Settings, train_file: Path, work: Path, training: Tra
     np.random.seed(training.seed)
     torch.manual_seed(training.seed)
     began = time.perf_counter()
-    questions = write_training_corpus(train_file, work / "corpus", training.limit)
-    corpus_settings = replace(settings, corpus=work / "corpus", index=work / f"index-{settings.chunk_size}-{settings.chunk_overlap}")
-    examples = examples_for(corpus_settings, questions, training, load_embedder(settings))
+    data_hash = hashlib.sha256(b"".join(hashlib.sha256(path.read_bytes()).digest() for path in train_files)).hexdigest()
+    questions, examples = prepared_examples(settings, train_files, work, training, data_hash)
     prepared = time.perf_counter() - began
     torch.set_num_threads(os.cpu_count() or 1)  # answering uses one thread (Settings.torch_threads); training, every core
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     base_dir = ensure_bundled_model(settings.model_cache)
-    tokenizer = reader_tokenizer(base_dir)
-    items = encode(tokenizer, examples, training.max_tokens)
+    items = encode(reader_tokenizer(base_dir), examples, training.max_tokens)
     lora = LoraConfig(r=training.lora_rank, lora_alpha=training.lora_alpha, lora_dropout=0.05,
                       target_modules=LORA_TARGETS, modules_to_save=["qa_outputs"])
-    model = get_peft_model(base_reader(base_dir, training.layers), lora)
+    model = get_peft_model(base_reader(base_dir, training.layers), lora).to(device)
     model.train()
     rng = random.Random(training.seed)
     plan = [batch for _ in range(training.epochs) for batch in batches(items, training.batch, rng)]
@@ -224,37 +250,95 @@ def train_reader(settings: Settings, train_file: Path, work: Path, training: Tra
     warmup = max(1, len(plan) // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda step: min((step + 1) / warmup, max(0.0, (len(plan) - step) / (len(plan) - warmup + 1))))
-    losses: list[float] = []
+    checkpoint = Checkpoint(work / "checkpoint.pt", f"{data_hash}:{training}:{len(plan)}")
+    done, losses = checkpoint.restore(model, optimiser, schedule)
+    if done:
+        print(f"resuming from step {done} of {len(plan)} ({checkpoint.path})")
 
     def save(steps: int) -> dict:
         summary = {
-            "questions": len(questions), "windows": len(items), "windows_with_answer": sum(i["start"] > 0 for i in items),
+            "questions": len(questions), "unanswerable_questions": sum(not q.answer for q in questions),
+            "windows": len(items), "windows_with_answer": sum(i["start"] > 0 for i in items),
             "steps": steps, "of_steps": len(plan), "first_loss": round(float(np.mean(losses[:50])), 3),
             "last_loss": round(float(np.mean(losses[-50:])), 3), "prepare_seconds": round(prepared),
-            "train_seconds": round(time.perf_counter() - began - prepared), "threads": torch.get_num_threads(),
+            "train_seconds": round(time.perf_counter() - began - prepared), "threads": torch.get_num_threads(), "device": device.type,
         }
         save_reader(model, output, ReaderManifest(
             base_model=BASE_MODEL, base_package=BASE_PACKAGE, base_version=metadata.version(BASE_PACKAGE),
             layers=training.layers, max_tokens=training.max_tokens, window_chars=WINDOW_CHARS,
-            training_data_sha256=hashlib.sha256(train_file.read_bytes()).hexdigest(),
-            training={**training.__dict__, "passages": [settings.chunk_size, settings.chunk_overlap], "lora_targets": LORA_TARGETS, **summary},
+            training_data_sha256=data_hash,
+            training={**training.__dict__, "files": [path.name for path in train_files], "passages": [settings.chunk_size, settings.chunk_overlap],
+                      "read_windows": settings.read_windows, "lora_targets": LORA_TARGETS, **summary},
             figures={},
         ))
         return summary
 
-    bar = tqdm(plan, desc="training", unit="batch")
-    for step, (ids, mask, starts, ends) in enumerate(map(collate, bar), start=1):
+    bar = tqdm(plan[done:], desc="training", unit="batch", initial=done, total=len(plan))
+    for step, batch in enumerate(bar, start=done + 1):
+        ids, mask, starts, ends = (tensor.to(device) for tensor in collate(batch))
         result = model(input_ids=ids, attention_mask=mask, start_positions=starts, end_positions=ends)
         result.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimiser.step()
         schedule.step()
         optimiser.zero_grad()
-        losses.append(float(result.loss))
+        losses.append(float(result.loss.detach()))
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
         if step % training.checkpoint_every == 0 and step < len(plan):
+            checkpoint.write(step, losses, model, optimiser, schedule)
             save(step)
+    model.to("cpu")
     return save(len(plan))
+
+
+def prepared_examples(settings: Settings, train_files: list[Path], work: Path, training: TrainingSettings,
+                      data_hash: str) -> tuple[list[TrainQuestion], list[WindowExample]]:
+    """The questions and their window examples, from ``work/examples.json`` when an earlier run
+    of the same data and settings wrote it."""
+    cache = work / "examples.json"
+    key = f"{data_hash}:{training.limit}:{training.negatives}:{training.unanswerable_windows}:{training.short_passage_share}:" \
+          f"{training.seed}:{settings.chunk_size}:{settings.chunk_overlap}:{settings.read_windows}"
+    questions = write_training_corpus(train_files, work / "corpus", training.limit)
+    if cache.exists() and (saved := json.loads(cache.read_text("utf-8")))["key"] == key:
+        return questions, [WindowExample(**e) for e in saved["examples"]]
+    corpus_settings = replace(settings, corpus=work / "corpus", index=work / f"index-{settings.chunk_size}-{settings.chunk_overlap}")
+    examples = examples_for(corpus_settings, questions, training, load_embedder(settings))
+    cache.write_text(json.dumps({"key": key, "examples": [e.__dict__ for e in examples]}, ensure_ascii=False), "utf-8")
+    return questions, examples
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The trainable weights, optimiser and schedule of a run so far, to resume it; ``run``
+    names the data, settings and plan, so that another run never resumes from it."""
+
+    path: Path
+    run: str
+
+    def write(self, step: int, losses: list[float], model, optimiser, schedule) -> None:
+        import torch
+
+        trainable = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
+        state = {"run": self.run, "step": step, "losses": losses, "optimiser": optimiser.state_dict(), "schedule": schedule.state_dict(),
+                 "weights": {name: value for name, value in model.state_dict().items() if name in trainable},
+                 "rng": torch.get_rng_state()}
+        torch.save(state, self.path.with_suffix(".tmp"))
+        self.path.with_suffix(".tmp").replace(self.path)
+
+    def restore(self, model, optimiser, schedule) -> tuple[int, list[float]]:
+        """The steps done and their losses (0 and none without a checkpoint of this run)."""
+        import torch
+
+        if not self.path.exists():
+            return 0, []
+        state = torch.load(self.path, map_location="cpu", weights_only=False)
+        if state["run"] != self.run:
+            return 0, []
+        model.load_state_dict(state["weights"], strict=False)
+        optimiser.load_state_dict(state["optimiser"])
+        schedule.load_state_dict(state["schedule"])
+        torch.set_rng_state(state["rng"])
+        return state["step"], state["losses"]
 
 
 def save_reader(model, output: Path, manifest: ReaderManifest) -> None:

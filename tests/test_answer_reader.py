@@ -10,9 +10,11 @@ import shutil
 import pytest
 
 from conftest import ROOT, run_command
+from qa.answer.candidates import DEPTH, find_candidates
 from qa.answer.choose import CHOICE_MODEL
 from qa.config import Settings
 from qa.answer.reader import READER_DIR, Reader, ReaderLoadError, ReaderManifest
+from qa.answer.reading import windows_to_read
 from qa.ingest.text import squash_spaces
 
 TRAINING_DATA = ROOT / "train" / "piaf-train.json"
@@ -68,3 +70,14 @@ def test_the_command_line_prints_the_short_answer_first(index_dir, capsys):
     assert line["answer_text"] in line["answer_sentence"]
 
 
+
+
+def test_the_reader_reads_the_best_sentence_of_each_candidate_passage_first(engine):
+    """With as many windows as candidate passages, each of them is read: an answer that
+    retrieval ranks below the first passages still reaches the reader."""
+    retrieval = engine.retriever.search("Quand le traité d'amitié entre les deux pays a-t-il été signé ?", DEPTH)
+    found = find_candidates(retrieval, engine.models.sentence)
+    windows = windows_to_read(retrieval, found, DEPTH)
+    assert len(retrieval.hits) == DEPTH and sorted(w.hit for w in windows) == list(range(DEPTH))
+    best = max(range(len(found.found)), key=lambda i: found.scores[i])
+    assert windows[0].holds(found.found[best].hit, found.found[best].sentence)  # the best candidate of all comes first

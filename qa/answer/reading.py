@@ -55,10 +55,16 @@ def read(reader: Reader, retrieval: Retrieval, found: Candidates, windows: int) 
 
 
 def windows_to_read(retrieval: Retrieval, found: Candidates, count: int) -> list[Window]:
-    """The windows around the candidates the sentence model ranks best."""
+    """The windows around the candidates the sentence model ranks best, the best of each passage
+    first: an answer that retrieval ranked below the first passages is read too."""
     order = np.argsort(-found.scores, kind="stable")
+    ranked = [(found.found[i].hit, found.found[i].sentence) for i in order]
+    best_of_each: dict[int, tuple[int, int]] = {}
+    for hit, sentence in ranked:
+        best_of_each.setdefault(hit, (hit, sentence))
+    firsts = list(best_of_each.values())
     passages = [hit.passage for hit in retrieval.hits]
-    return reading_windows(passages, [(found.found[i].hit, found.found[i].sentence) for i in order], count)
+    return reading_windows(passages, firsts + [c for c in ranked if c not in firsts], count)
 
 
 def span_in(candidate: Candidate, window: Window, reading: Reading) -> tuple[float, int, int]:

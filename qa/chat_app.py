@@ -104,7 +104,8 @@ def get_engine(settings: Settings) -> Engine:
 
 def _model_only(settings: Settings) -> Settings:
     """The settings that matter to the model, so every index shares one loaded model."""
-    return Settings(model=settings.model, model_cache=settings.model_cache, torch_threads=settings.torch_threads)
+    return Settings(model=settings.model, model_cache=settings.model_cache, torch_threads=settings.torch_threads,
+                    encoder_precision=settings.encoder_precision)
 
 
 def build_index(settings: Settings) -> None:

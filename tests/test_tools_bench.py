@@ -24,6 +24,9 @@ def test_bench_reports_load_build_latency_size_and_memory(bench):
     report, index = json.loads(json.dumps(asdict(bench[0]))), bench[1]  # what `qa bench --json` prints
     assert report["model_load_seconds"] > 0 and report["reader_load_seconds"] > 0 and report["peak_rss_mb"] > 0
     assert {"cpu", "cores", "ram_gb"} <= report["machine"].keys()
+    cold = report["cold_start"]  # a fresh process: what `citeqa ask` pays
+    assert cold["runs"] == 1 and all(cold[k] > 0 for k in ("import_seconds", "load_seconds", "first_answer_seconds"))
+    assert cold["process_seconds"] > cold["import_seconds"]
     real, synthetic = report["corpora"]
     assert (real["name"], real["passages"], real["vector_index"], real["recall_at_10"]) == ("real corpus", 32, {"type": "flat"}, None)
     assert (synthetic["passages"], synthetic["vector_index"]["type"]) == (400, "hnsw")
@@ -41,4 +44,4 @@ def test_bench_reports_load_build_latency_size_and_memory(bench):
 
 def test_bench_prints_a_table(bench):
     out = format_report(bench[0])
-    assert "model load:" in out and "real corpus" in out and "embed" in out and "read" in out and "CPU ms" in out
+    assert "model load:" in out and "fresh process" in out and "real corpus" in out and "embed" in out and "read" in out and "CPU ms" in out

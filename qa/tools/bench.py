@@ -1,7 +1,9 @@
 """`qa bench`: how fast citeqa loads, builds and answers, on the real corpus and on a synthetic one.
 
 The real part builds the bundled corpus from scratch (every text embedded), then times each step
-of answering the dev questions: embed, dense search, BM25, fusion and sentence selection.
+of answering the dev questions: embed, dense search, BM25, fusion and sentence selection; and,
+in fresh processes on that index, what a user's `citeqa ask` pays: import, load, first answer,
+and one whole `python -m qa ask` process (``cold_start``).
 
 The synthetic part makes a French corpus of N passages by recombining, with a seeded RNG, the
 sentences of the real index into passages of 1 to 5 sentences. Its vectors are not computed by
@@ -33,6 +35,7 @@ from qa.answer.pipeline import AnswerModels
 from qa.store.contract import IndexUnusableError
 from qa.tools.bench_report import (
     bench_questions,
+    cold_start,
     load_timed,
     BenchReport,
     CorpusBench,
@@ -73,6 +76,7 @@ def run_bench(
         real_settings = replace(settings, index=Path(work) / "real")
         report = build_index(read_corpus(real_settings.corpus), real_settings, embedder, full=True)
         corpora = [measure("real corpus", real_settings.index, embedder, models, questions, report.seconds, settings=settings, rounds=rounds)]
+        cold = cold_start(real_settings, rounds)
         if passages:
             synthetic = replace(settings, index=keep or Path(work) / "synthetic")
             seconds = kept_build_seconds(synthetic, passages, seed)
@@ -91,7 +95,7 @@ def run_bench(
                 if compare_ann:
                     comparison = ann_comparison(index, queries, exact, seed)
     return BenchReport(machine_description(), round(loaded.model_seconds, 2), round(loaded.reader_seconds, 2), corpora, peak_rss_mb(), comparison, sweep,
-                       os.getloadavg())
+                       os.getloadavg(), cold)
 
 
 KEPT = "bench.json"  # what a kept synthetic index was built from, and how long it took

@@ -8,8 +8,11 @@ import json
 import os
 import platform
 import resource
+import statistics
+import subprocess
+import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import faiss
@@ -65,6 +68,47 @@ class CorpusBench:
 
 
 @dataclass(frozen=True)
+class ColdStart:
+    """What a user's ``citeqa ask`` pays, in fresh processes (model exports cached; medians)."""
+
+    import_seconds: float  # importing the command line and the engine
+    load_seconds: float  # opening the engine: query encoder, index, sentence models, reader
+    first_answer_seconds: float
+    process_seconds: float  # one whole `python -m qa ask QUESTION` process, wall clock
+    runs: int
+
+
+COLD_QUESTION = "Quelle est la longueur de la frontière ?"
+_COLD_SCRIPT = f"""
+import json, time
+started = time.perf_counter()
+from qa.tools.cli import main
+from qa.config import Settings
+from qa.engine import open_engine
+imported = time.perf_counter()
+engine = open_engine(Settings.from_env())
+loaded = time.perf_counter()
+engine.ask({COLD_QUESTION!r})
+print(json.dumps([imported - started, loaded - imported, time.perf_counter() - loaded]))
+"""
+
+
+def cold_start(settings: Settings, runs: int = 3) -> ColdStart:
+    """Import, load and first-answer times of a fresh process, and the wall clock of a whole
+    ``python -m qa ask`` process, each the median of ``runs`` runs with these settings."""
+    environment = {**os.environ, **{f"QA_{f.name.upper()}": str(getattr(settings, f.name)) for f in fields(settings)}}
+    steps, processes = [], []
+    for _ in range(runs):
+        done = subprocess.run([sys.executable, "-c", _COLD_SCRIPT], env=environment, capture_output=True, text=True, check=True)
+        steps.append(json.loads(done.stdout.splitlines()[-1]))
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "qa", "ask", COLD_QUESTION], env=environment, capture_output=True, check=True)
+        processes.append(time.perf_counter() - started)
+    imported, loaded, answered = (round(statistics.median(column), 2) for column in zip(*steps))
+    return ColdStart(imported, loaded, answered, round(statistics.median(processes), 2), runs)
+
+
+@dataclass(frozen=True)
 class BenchReport:
     machine: dict
     model_load_seconds: float
@@ -74,6 +118,7 @@ class BenchReport:
     ann_comparison: list[dict] = field(default_factory=list)
     ef_sweep: list[dict] = field(default_factory=list)  # HNSW efSearch against recall and search time
     load_average: tuple[float, float, float] = (0.0, 0.0, 0.0)  # 1, 5 and 15 min, at the end of the run
+    cold_start: ColdStart | None = None
 
 
 def time_questions(retriever: Retriever, models: AnswerModels | None, questions: list[str], rounds: int = 3) -> dict[str, Latency]:
@@ -164,6 +209,10 @@ def format_report(report: BenchReport) -> str:
     lines = [f"machine: {m['cpu']}, {m['cores']} cores, {m['ram_gb']} GB RAM; Python {m['python']}, FAISS {m['faiss']}",
              f"model load: {report.model_load_seconds:.2f} s; sentence models and reader: {report.reader_load_seconds:.2f} s; peak memory of this run: {report.peak_rss_mb:.0f} MB; "
              f"load average {' '.join(f'{x:.2f}' for x in report.load_average)}", ""]
+    if report.cold_start:
+        c = report.cold_start
+        lines[-1:-1] = [f"fresh process (median of {c.runs}): import {c.import_seconds:.2f} s, load {c.load_seconds:.2f} s, "
+                        f"first answer {c.first_answer_seconds:.2f} s; a whole `qa ask` process {c.process_seconds:.2f} s"]
     header = f"{'corpus':<20}{'passages':>10}{'sentences':>11}{'build s':>9}{'pass/s':>9}{'load s':>8}{'disk MB':>9}{'RSS MB':>8}  index   recall@10"
     lines.append(header)
     for c in report.corpora:

@@ -56,6 +56,8 @@ class TrainingSettings:
     checkpoint_every: int = 200  # steps between two saves of the reader so far
     seed: int = 0
     limit: int = 0  # at most this many questions (0: all), for a quick run
+    max_steps: int = 0  # stop after this many batches, a random sample of all (0: every batch), to compare settings quickly
+    threads: int = 0  # torch threads on a CPU (0: one per core)
 
 
 @dataclass(frozen=True)
@@ -233,10 +235,10 @@ def train_reader(settings: Settings, train_files: list[Path], work: Path, traini
     np.random.seed(training.seed)
     torch.manual_seed(training.seed)
     began = time.perf_counter()
-    data_hash = hashlib.sha256(b"".join(hashlib.sha256(path.read_bytes()).digest() for path in train_files)).hexdigest()
+    data_hash = training_data_sha256(train_files)
     questions, examples = prepared_examples(settings, train_files, work, training, data_hash)
     prepared = time.perf_counter() - began
-    torch.set_num_threads(os.cpu_count() or 1)  # answering uses one thread (Settings.torch_threads); training, every core
+    torch.set_num_threads(training.threads or os.cpu_count() or 1)  # answering uses one (Settings.torch_threads); training, every core
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     base_dir = ensure_bundled_model(settings.model_cache)
     items = encode(reader_tokenizer(base_dir), examples, training.max_tokens)
@@ -246,11 +248,12 @@ def train_reader(settings: Settings, train_files: list[Path], work: Path, traini
     model.train()
     rng = random.Random(training.seed)
     plan = [batch for _ in range(training.epochs) for batch in batches(items, training.batch, rng)]
+    plan = plan[: training.max_steps or len(plan)]
     optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=training.learning_rate, weight_decay=0.01)
     warmup = max(1, len(plan) // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda step: min((step + 1) / warmup, max(0.0, (len(plan) - step) / (len(plan) - warmup + 1))))
-    checkpoint = Checkpoint(work / "checkpoint.pt", f"{data_hash}:{training}:{len(plan)}")
+    checkpoint = Checkpoint(work / "checkpoint.pt", f"{data_hash}:{replace(training, threads=0, checkpoint_every=0)}:{len(plan)}")
     done, losses = checkpoint.restore(model, optimiser, schedule)
     if done:
         print(f"resuming from step {done} of {len(plan)} ({checkpoint.path})")
@@ -289,6 +292,11 @@ def train_reader(settings: Settings, train_files: list[Path], work: Path, traini
             save(step)
     model.to("cpu")
     return save(len(plan))
+
+
+def training_data_sha256(train_files: list[Path]) -> str:
+    """What the manifest records of the training files: the sha256 of their sha256s, in order."""
+    return hashlib.sha256(b"".join(hashlib.sha256(path.read_bytes()).digest() for path in train_files)).hexdigest()
 
 
 def prepared_examples(settings: Settings, train_files: list[Path], work: Path, training: TrainingSettings,

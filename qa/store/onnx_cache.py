@@ -25,7 +25,7 @@ import numpy as np
 
 ONNX_FOLDER = "onnx"  # in the model cache folder
 EXPORT_LOCK = "export.lock"  # in ONNX_FOLDER: one export at a time
-EXPORT_VERSION = 1  # what the exported graphs compute; a change makes every cached file again
+EXPORT_VERSION = 2  # what the exported graphs compute; a change makes every cached file again
 PRECISIONS = ("fp32", "int8")
 
 Opened = TypeVar("Opened")

@@ -197,7 +197,8 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 
 def _bench(settings: Settings, args: argparse.Namespace) -> int:
-    from qa.tools.bench import format_report, run_bench
+    from qa.tools.bench import run_bench
+    from qa.tools.bench_report import format_report
 
     report = run_bench(settings, args.passages, args.seed, args.compare_ann, args.ef_search, args.keep, args.rounds)
     print(json.dumps(asdict(report), ensure_ascii=False) if args.json else format_report(report))

@@ -94,7 +94,7 @@ def run_bench(
                         sweep = ef_sweep(index, embedder, questions, queries, exact, ef_searches or EF_SEARCHES, rounds)
                 if compare_ann:
                     comparison = ann_comparison(index, queries, exact, seed)
-    return BenchReport(machine_description(), round(loaded.model_seconds, 2), round(loaded.reader_seconds, 2), corpora, peak_rss_mb(), comparison, sweep,
+    return BenchReport(machine_description(), round(loaded.model_seconds, 3), round(loaded.reader_seconds, 3), corpora, peak_rss_mb(), comparison, sweep,
                        os.getloadavg(), cold)
 
 

@@ -8,7 +8,6 @@ build runs at a time per index folder (a lock file); a failed build leaves the p
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -28,6 +27,8 @@ from qa.store.columns import passages_payload
 from qa.store.contract import IndexUnusableError, Manifest
 from qa.store.folder import LOCK, POINTER, SearchIndex, load_index
 from qa.store.lexical import LexicalIndex
+from qa.store.locking import exclusive
+
 PASSAGE_VECTORS = ".passages.npy"  # the staging folder's passage vectors, until they are in FAISS
 
 
@@ -45,7 +46,7 @@ def build_index(
     texts = embedded_texts(passages)
     root = settings.index
     root.mkdir(parents=True, exist_ok=True)
-    with build_lock(root):
+    with exclusive(root / LOCK):  # a build already running is waited for
         _remove_leftovers(root)
         previous = None if full else _previous_build(root, settings)
         old_rows = {} if previous is None else previous.rows
@@ -136,17 +137,6 @@ def add_in_batches(vectors: np.ndarray, settings: Settings) -> tuple[faiss.Index
     for start in range(0, len(vectors), settings.build_batch):
         index.add(np.ascontiguousarray(vectors[start : start + settings.build_batch]))
     return index, description
-
-
-@contextmanager
-def build_lock(root: Path):
-    """Hold the index folder's build lock, waiting for a build already running to finish."""
-    with open(root / LOCK, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclass

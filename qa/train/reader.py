@@ -157,14 +157,14 @@ def examples_for(settings: Settings, questions: list[TrainQuestion], training: T
         read = [window_example(question, hits[w.hit], w.start, w.end) for w in windows]
         negatives = [e for e in read if e.answer_start < 0][training.negatives :]
         read = [e for e in read if e not in negatives]
-        own = _holding(passages[question.doc_id], question.answer_start if question.answer else question.paragraph_start)
+        offset = question.answer_start if question.answer else question.paragraph_start  # its answer, or its paragraph
+        own = _holding(passages[question.doc_id], offset)
         if not question.answer and own is not None:
             read += [e for e in own_paragraph_examples(question, own, training.unanswerable_windows) if e not in read]
         elif not any(e.answer_start >= 0 for e in read):
             if own is not None and (sentence := sentence_holding(own, question.answer_start)) is not None:
                 window = window_around(own, sentence)
                 read.append(window_example(question, own, window.start, window.end))
-        offset = question.answer_start if question.answer else question.paragraph_start
         if rng.random() < training.short_passage_share and (passage := _holding(short[question.doc_id], offset)):
             read.append(window_example(question, passage, 0, len(passage.text)))
         examples += read

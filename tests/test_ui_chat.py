@@ -19,6 +19,7 @@ from streamlit.testing.v1 import AppTest
 from conftest import ROOT
 from qa.tools.feedback import cases_from_feedback
 from qa.answer.question import question_language
+from qa.answer.result import NO_ANSWER
 from qa import chat_app as ui
 from qa import chat_text
 
@@ -144,7 +145,7 @@ def test_english_question_without_answer_says_so_in_english(app):
     reply = ask(app, NO_ANSWER_EN)
     shown = rendered(cue(reply))[0]
     assert "No answer in the corpus" in shown and ":orange-badge[" in cue(reply)
-    assert shown.endswith("I found no answer in the corpus.")
+    assert shown.endswith(NO_ANSWER["en"])
     assert "Possibly useful" in reply.caption[0].value
     assert len(other_passages(reply)) == 2
     assert all(e.label.startswith("Possibly useful") for e in other_passages(reply))
@@ -275,7 +276,7 @@ def test_export_lists_questions_answers_passages_and_footnotes(app):
     assert f"Phrase : {answers[0].answer_sentence}" in shown
     assert "Source : Relations entre le Kazakhstan et la Russie › Manifestations de 2022 au Kazakhstan" in shown
     assert "[3] «\xa0Le Kazakhstan en proie aux émeutes" in shown and "Le Monde" in shown
-    assert "I found no answer in the corpus." in shown and "Possibly useful passage :" in shown
+    assert NO_ANSWER["en"] in shown and "Possibly useful passage :" in shown
 
 
 def test_bad_questions_show_an_error_and_the_chat_goes_on(app):

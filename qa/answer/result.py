@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from qa.ingest.passages import Passage
 
 NO_ANSWER = {
-    "fr": "Je n'ai pas trouvé de réponse dans le corpus.",
-    "en": "I found no answer in the corpus.",
+    "fr": "Le corpus ne semble pas le dire ; voici les passages les plus proches.",
+    "en": "The corpus does not seem to say; here are the closest passages.",
 }
 
 
@@ -54,9 +54,9 @@ class Answer:
     # The short answer: the reader's span in the answering sentence (passages[0].answer), or for a
     # question asking for a source, the text of the references backing it; None without either.
     answer_text: str | None = None
-    confidence: float | None = None  # the probability that the answering sentence is right (None: no reader)
+    confidence: float | None = None  # the probability that the answer shown is right (None: no reader, or no answer shown)
     asks_source: bool = False  # the question asks which source says a fact
-    signals: tuple[float, ...] = ()  # what the confidence models read (qa.answer.judge.SIGNALS)
+    answerability: float | None = None  # the reader's answerability logit for its best answer (None: no reader)
 
     @property
     def message(self) -> str | None:

@@ -54,7 +54,7 @@ def format_answer(answer: Answer) -> str:
     passage (the answering sentence between »» ««) and its notes."""
     lines = [f"Q: {answer.question}"]
     if answer.message:
-        lines.append(answer.message + (" Peut-être utile :" if answer.language == "fr" else " Possibly useful:"))
+        lines.append(answer.message)
     elif answer.passages:
         first = answer.passages[0].passage
         if answer.answer_text:

@@ -34,11 +34,22 @@ class Passage:
     end: int
     footnotes: tuple[int, ...]  # every footnote backing some of its text (see sentence_footnotes)
     sentences: tuple[tuple[int, int], ...]  # spans inside ``text``
-    file: str = ""  # the file the offsets refer to, when not the article itself
+    file: str = ""  # the corpus file it was read from (its offsets are in that file's text, as read)
     # For each sentence, the footnotes that back it: its own markers or, as on Wikipedia where a
     # marker at the end of a run of sentences covers them all, those of the next sentence of its
     # paragraph that has some (possibly in the next passage).
     sentence_footnotes: tuple[tuple[int, ...], ...] = ()
+    page: int | None = None  # the page it starts on, in a paged file (PDF)
+
+    @property
+    def page_label(self) -> str:
+        """Its page as a citation shows it (« p. 3 »), or nothing outside a paged file."""
+        return "" if self.page is None else f"p. {self.page}"
+
+    @property
+    def place(self) -> str:
+        """Where it is, as a citation says it: document › section (, p. 3 in a PDF)."""
+        return f"{self.title} › {self.section}" + (f", {self.page_label}" if self.page_label else "")
 
     def footnotes_backing(self, span: tuple[int, int]) -> tuple[int, ...]:
         """The footnotes that back one of its sentences (given by its span)."""
@@ -82,6 +93,7 @@ def passages_for(document: Document, chunk_size: int, chunk_overlap: int = 0) ->
                         sentences=sentences[chunk_number],
                         file=paragraph.file,
                         sentence_footnotes=backing[chunk_number],
+                        page=paragraph.page,
                     )
                 )
     return passages

@@ -32,11 +32,13 @@ class ReadLimits:
 
 @dataclass(frozen=True)
 class Block:
-    """A heading or a paragraph read from a file (an infobox: several lines), with its page."""
+    """A heading or a paragraph read from a file (an infobox: several lines), with its page and
+    the (offset in its text, page) of each later page it goes on to."""
 
     text: str
     heading: bool = False
     page: int | None = None
+    page_breaks: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -61,8 +63,9 @@ def article_text(title: str, blocks: Iterable[Block], notes: dict[int, str] | No
             continue
         text = f"## {one_line(text)}" if block.heading else text
         offset += len(parts[-1]) + 2
-        if block.page is not None and (not page_starts or page_starts[-1][1] != block.page):
-            page_starts.append((offset, block.page))
+        for at, page in ((0, block.page), *block.page_breaks):
+            if page is not None and (not page_starts or page_starts[-1][1] != page):
+                page_starts.append((offset + at, page))
         parts.append(text)
     if notes:
         parts += [f"## {NOTES_HEADING}", "\n".join(f"  {n}. {one_line(text)}" for n, text in sorted(notes.items()) if one_line(text))]

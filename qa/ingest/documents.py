@@ -42,6 +42,7 @@ class Paragraph:
     footnotes: tuple[int, ...] = ()
     file: str = ""  # the corpus file it was read from, by its path in the corpus folder (offsets: in its text as read)
     page: int | None = None  # the page it starts on, in a paged file (PDF)
+    page_starts: tuple[tuple[int, int], ...] = ()  # (offset, page) of each later page it goes on to
 
 
 @dataclass(frozen=True)
@@ -148,11 +149,14 @@ def with_pages(document: Document, page_starts: tuple[tuple[int, int], ...]) -> 
 
 
 def on_pages(paragraphs: tuple[Paragraph, ...], page_starts: tuple[tuple[int, int], ...]) -> tuple[Paragraph, ...]:
-    """Each paragraph with its page: the last page that begins at or before its start."""
+    """Each paragraph with its page (the last page that begins at or before its start) and the
+    pages that begin inside it."""
     if not page_starts:
         return paragraphs
     offsets = [offset for offset, _ in page_starts]
-    return tuple(replace(p, page=page_starts[max(0, bisect.bisect_right(offsets, p.start) - 1)][1]) for p in paragraphs)
+    return tuple(replace(p, page=page_starts[max(0, bisect.bisect_right(offsets, p.start) - 1)][1],
+                         page_starts=tuple((at, page) for at, page in page_starts if p.start < at < p.end))
+                 for p in paragraphs)
 
 
 def _is_heading(block: str) -> bool:

@@ -49,6 +49,7 @@ class Line:
     y: float | None = None
     size: float = 0.0
     bold: bool = False
+    x: float | None = None  # where it starts
 
 
 def pdf_text(raw: bytes, path: Path, limits: ReadLimits) -> ConvertedText:
@@ -79,23 +80,23 @@ def _read(raw: bytes, path: Path, limits: ReadLimits) -> tuple[str, list[list[Li
 def _page_lines(page) -> list[Line]:
     """A page's non-empty lines, each placed by its first piece of text."""
     lines: list[Line] = []
-    pieces: list[tuple[str, float, float, bool]] = []
+    pieces: list[tuple[str, float, float, bool, float]] = []
 
     def end_line() -> None:
         text = one_line("".join(c for p in pieces for c in p[0] if unicodedata.category(c) != "Co"))  # icon fonts' private glyphs
         if text:
             first = next(p for p in pieces if p[0].strip())
-            lines.append(Line(text, first[1], max(p[2] for p in pieces if p[0].strip()), first[3]))
+            lines.append(Line(text, first[1], max(p[2] for p in pieces if p[0].strip()), first[3], first[4]))
         pieces.clear()
 
     def visit(text: str, cm, tm, font, size) -> None:
-        y = mult(tm, cm)[5]
+        x, y = mult(tm, cm)[4:6]
         bold = "bold" in str((font or {}).get("/BaseFont", "")).casefold()
         for number, part in enumerate(text.split("\n")):
             if number:
                 end_line()
             if part:
-                pieces.append((part, y, float(size or 0), bold))
+                pieces.append((part, y, float(size or 0), bold, x))
 
     page.extract_text(visitor_text=visit)
     end_line()
@@ -136,6 +137,7 @@ class _Layout:
     size: float
     spacing: float | None
     full: int
+    margin: float | None  # where most lines start
 
     @classmethod
     def of(cls, pages: list[list[Line]]) -> "_Layout":
@@ -146,7 +148,9 @@ class _Layout:
         gaps = [a.y - b.y for lines in pages for a, b in zip(lines, lines[1:])
                 if a.y is not None and b.y is not None and round(a.size, 1) == round(b.size, 1) == size and a.y > b.y]
         lengths = sorted(len(line.text) for lines in pages for line in lines)
-        return cls(size, statistics.median(gaps) if gaps else None, lengths[int(len(lengths) * 0.9)] if lengths else 0)
+        starts = Counter(round(line.x) for lines in pages for line in lines if line.x is not None)
+        return cls(size, statistics.median(gaps) if gaps else None, lengths[int(len(lengths) * 0.9)] if lengths else 0,
+                   starts.most_common(1)[0][0] if starts else None)
 
     def is_heading(self, line: Line) -> bool:
         """A line in a larger font than the body's, or bold in a body that is not, short, with no final punctuation."""
@@ -155,7 +159,11 @@ class _Layout:
                 and not _PAGE_NUMBER.match(line.text))
 
     def breaks_after(self, line: Line, following: Line | None) -> bool:
-        """Whether a paragraph ends after ``line`` (``following``: the next line on its page)."""
+        """Whether a paragraph ends after ``line`` (``following``: the next line on its page, or
+        the first of the next page)."""
+        if following is not None and following.x is not None and self.margin is not None and line.x is not None:
+            if abs(line.x - self.margin) < 1 and following.x - self.margin > 0.5 * self.size:
+                return True  # the next line is indented: a paragraph's first line
         if following is not None and line.y is not None and following.y is not None and self.spacing:
             gap = line.y - following.y
             if 0 < gap <= 3 * self.spacing or round(line.size, 1) != round(following.size, 1):
@@ -167,12 +175,14 @@ def _blocks(pages: list[list[Line]]) -> list[Block]:
     """Paragraphs (and headings) joined back from the printed lines, each with its first page."""
     layout = _Layout.of(pages)
     blocks: list[Block] = []
-    lines: list[str] = []
-    page_of_paragraph, previous = 1, None
+    lines: list[tuple[str, int]] = []  # a paragraph's lines, each with its page
+    previous = None
 
     def end_paragraph() -> None:
         if lines:
-            blocks.append(Block(join_lines(lines), page=page_of_paragraph))
+            text, starts = join_lines([text for text, _ in lines])
+            breaks = tuple((at, page) for at, (_, page), (_, before) in zip(starts[1:], lines[1:], lines) if page != before)
+            blocks.append(Block(text, page=lines[0][1], page_breaks=breaks))
             lines.clear()
 
     for page, page_lines in enumerate(pages, start=1):
@@ -186,22 +196,30 @@ def _blocks(pages: list[list[Line]]) -> list[Block]:
             previous = line
             if heading:
                 continue
-            if not lines:
-                page_of_paragraph = page
-            lines.append(line.text)
-            following = page_lines[number + 1] if number + 1 < len(page_lines) else None
+            lines.append((line.text, page))
+            following = page_lines[number + 1] if number + 1 < len(page_lines) else _first_line(pages, page)
             if layout.breaks_after(line, following):
                 end_paragraph()
     end_paragraph()
     return blocks
 
 
-def join_lines(lines: list[str]) -> str:
-    """Printed lines as one paragraph: a word hyphenated at a line's end is joined back."""
-    text = lines[0]
+def _first_line(pages: list[list[Line]], page: int) -> Line | None:
+    """The first line of the pages after page ``page`` (numbered from 1), without its position
+    (a space to a line on another page says nothing)."""
+    line = next((lines[0] for lines in pages[page:] if lines), None)
+    return line and Line(line.text, None, line.size, line.bold, line.x)
+
+
+def join_lines(lines: list[str]) -> tuple[str, list[int]]:
+    """Printed lines as one paragraph (a word hyphenated at a line's end joined back), and where
+    each line starts in it."""
+    text, starts = lines[0], [0]
     for line in lines[1:]:
         if re.search(r"\w[-\u00ad]$", text) and line[:1].islower():
-            text = text[:-1] + line
+            text = text[:-1]
         else:
-            text = text.rstrip("\u00ad") + " " + line
-    return text
+            text = text.rstrip("\u00ad") + " "
+        starts.append(len(text))
+        text += line
+    return text, starts

@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
 import zipfile
+from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from article_files import write_docx, write_pdf, write_wikipedia_html
 from conftest import CORPUS_FILE, run_command
@@ -281,3 +286,89 @@ def test_a_passage_never_goes_on_to_another_page(tmp_path):
     assert passages[3].text.endswith("deux jours avant le décollage.")  # the sentence that starts on page 2
     assert passages[4].text == "Elle est acheminée couchée sur un wagon depuis le hall d'assemblage, à trois kilomètres de là."
     assert passages[0].place == "Le cosmodrome de Baïkonour › Histoire, p. 1"
+
+
+# --- fuzzing: random and damaged files of each type -----------------------------------------------
+
+FUZZ_EXAMPLES = int(os.environ.get("QA_FUZZ_EXAMPLES", "40"))  # docs/measurements.md: a run of 500 a type
+FUZZ_SECONDS = 20  # a file taking longer to refuse is a hang
+
+
+def seed_files(folder: Path) -> dict[str, bytes]:
+    """One small valid file of each type, to damage."""
+    from reportlab.pdfgen import canvas
+
+    pdf = canvas.Canvas(str(folder / "seed.pdf"), pageCompression=0)  # uncompressed: damage reaches the text operators
+    pdf.setTitle("Baïkonour")
+    for page in range(2):
+        pdf.drawString(72, 800, "Rapport — en-tête")
+        pdf.drawString(72, 700, f"Le cosmodrome de Baïkonour est loué jusqu'en 2050, page {page + 1}.")
+        pdf.showPage()
+    pdf.save()
+    short = read_document(CORPUS_FILE)
+    write_docx(short, folder / "seed.docx")
+    write_wikipedia_html(short, folder / "seed.html")
+    return {".pdf": (folder / "seed.pdf").read_bytes(), ".docx": (folder / "seed.docx").read_bytes(),
+            ".html": (folder / "seed.html").read_bytes(), ".txt": CORPUS_FILE.read_bytes()[:3000],
+            ".htm": (DATA / "soundofscience.fr.1927.html").read_bytes()}
+
+
+def damaged(seed: bytes, suffix: str, data) -> bytes:
+    """The seed with random damage: bytes changed, a cut, random bytes inserted, a part repeated;
+    a DOCX's XML damaged inside a valid zip."""
+    if suffix == ".docx" and data.draw(st.booleans()):
+        with zipfile.ZipFile(io.BytesIO(seed)) as archive:
+            members = {info.filename: archive.read(info) for info in archive.infolist()}
+        name = data.draw(st.sampled_from(sorted(members)))
+        members[name] = damaged(members[name], ".xml", data)
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            for member, content in members.items():
+                archive.writestr(member, content)
+        return buffer.getvalue()
+    raw = bytearray(seed)
+    for _ in range(data.draw(st.integers(1, 8))):
+        at = data.draw(st.integers(0, max(0, len(raw) - 1)))
+        action = data.draw(st.sampled_from(["flip", "cut", "insert", "repeat"]))
+        if action == "flip" and raw:
+            raw[at] = data.draw(st.integers(0, 255))
+        elif action == "cut":
+            raw = raw[:at] if data.draw(st.booleans()) else raw[:at] + raw[at + data.draw(st.integers(1, 500)):]
+        elif action == "insert":
+            raw[at:at] = data.draw(st.binary(min_size=1, max_size=64))
+        else:
+            raw[at:at] = raw[at : at + data.draw(st.integers(1, 2000))] * data.draw(st.integers(2, 20))
+    return bytes(raw)
+
+
+@pytest.fixture(scope="module")
+def seeds(tmp_path_factory):
+    return seed_files(tmp_path_factory.mktemp("seeds"))
+
+
+@pytest.mark.parametrize("suffix", [".pdf", ".docx", ".html", ".htm", ".txt"])
+def test_random_and_damaged_files_are_read_or_refused_with_a_message(tmp_path, seeds, suffix):
+    tried = Counter()
+
+    @settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(data=st.data())
+    def read_or_refuse(data):
+        raw = data.draw(st.binary(max_size=3000)) if data.draw(st.booleans()) else damaged(seeds[suffix], suffix, data)
+        path = tmp_path / f"fuzzed{suffix}"
+        path.write_bytes(raw)
+        tried["files"] += 1
+        signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError(f"{suffix} file still being read after {FUZZ_SECONDS} s")))
+        signal.alarm(FUZZ_SECONDS)
+        try:
+            document = read_document(path)
+            assert document.sections and document.title
+            tried["read"] += 1
+        except CorpusFileError as refusal:
+            assert str(path) in str(refusal)
+            tried["refused"] += 1
+        finally:
+            signal.alarm(0)
+
+    read_or_refuse()
+    print(f"fuzzed {suffix}: {dict(tried)}")  # pytest -s shows the counts (docs/measurements.md)
+    assert tried["files"] == tried["read"] + tried["refused"] >= FUZZ_EXAMPLES * 0.9

@@ -36,6 +36,7 @@ _EDGE_LINES = 2  # lines at the top and at the bottom of a page where headers an
 _SHORT = 0.75  # a line shorter than this share of a full line ends its paragraph (after punctuation)
 _PARAGRAPH_GAP = 1.3  # a space to the next line this many times a paragraph's line spacing ends it
 _HEADING_SIZE = 1.15  # a font this many times the body's size is a heading's
+_NOT_TEXT = ("Co", "Cc")  # icon fonts' private glyphs; control characters (a glyph the font lacks: \x00)
 _UNTITLED = re.compile(r"^(untitled|sans titre|microsoft word - .*|document\d*)$", re.IGNORECASE)
 
 logging.getLogger("pypdf").setLevel(logging.ERROR)  # its warnings on damaged files become our refusal, not noise
@@ -83,7 +84,7 @@ def _page_lines(page) -> list[Line]:
     pieces: list[tuple[str, float, float, bool, float]] = []
 
     def end_line() -> None:
-        text = one_line("".join(c for p in pieces for c in p[0] if unicodedata.category(c) != "Co"))  # icon fonts' private glyphs
+        text = one_line("".join(c for p in pieces for c in p[0] if unicodedata.category(c) not in _NOT_TEXT))
         if text:
             first = next(p for p in pieces if p[0].strip())
             lines.append(Line(text, first[1], max(p[2] for p in pieces if p[0].strip()), first[3], first[4]))

@@ -21,12 +21,14 @@ from qa.ingest.read_wikipedia import is_wikipedia, wikipedia_text
 MIN_MAIN_TEXT_WORDS = 30  # fewer words of main text: the extraction failed (menus, a cookie banner…)
 _TEMPLATE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
 _MARKDOWN_HEADING = re.compile(r"^#{1,6}\s+")
+_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # not text, and lxml refuses to write them back
 _EMPHASIS = re.compile(r"(\*{1,2}|_{2})(\S(?:.*?\S)?)\1")
 _ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|])")
 
 
 def html_text(raw: bytes, path: Path, limits: ReadLimits) -> ConvertedText:
     """The article text of a saved web page, or CorpusFileError saying why it has none."""
+    raw = _CONTROL.sub(b"", raw)
     try:
         tree = html.document_fromstring(raw)
     except (etree.ParserError, ValueError) as error:

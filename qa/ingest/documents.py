@@ -1,4 +1,5 @@
-"""Parsing: a Wikipedia article saved as plain text → a Document with sections and references.
+"""Parsing: an article's text (a Wikipedia article saved as plain text, Markdown, or what a reader
+of another format wrote, qa/ingest/readers.py) → a Document with sections and references.
 
 The format (see corpus/; Markdown files use "# Title" and "## Section" instead): the title on the first line, Wikipedia's tagline, an infobox of short
 lines, the lead paragraphs, then sections whose headings end in ``[modifier | modifier le code]``.
@@ -10,7 +11,6 @@ back-links that are not part of the reference.
 from __future__ import annotations
 
 import bisect
-import hashlib
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,7 +21,7 @@ LEAD_SECTION = "Introduction"
 HEADING_SUFFIX = "[modifier | modifier le code]"
 REFERENCE_SECTIONS = ("notes et références", "références", "notes")
 TAGLINE = re.compile(r"^(Un article de Wikipédia|From Wikipedia)", re.IGNORECASE)
-_BLOCK = re.compile(r"[^\n]+(?:\n[^\n]+)*")
+BLOCK = re.compile(r"[^\n]+(?:\n[^\n]+)*")  # lines up to a blank line: a paragraph, a heading
 _REFERENCE_ENTRY = re.compile(r"^[ \t]*(\d+)\.[ \t]+(.+)$", re.MULTILINE)
 _MARKDOWN_HEADING = re.compile(r"^#{2,6} \S")
 _BACKLINKS = re.compile(r"^(?:[a-z] )*[a-z] et [a-z] ")
@@ -79,21 +79,6 @@ class Document:
         return replace(self, sections=self.sections + tuple(sources))
 
 
-def read_article(path: Path) -> Document:
-    """Read and parse one article file, or raise CorpusFileError naming it."""
-    raw, source = _read_text(path)
-    return parse_article(source, doc_id=path.stem, path=str(path), sha256=hashlib.sha256(raw).hexdigest())
-
-
-def _read_text(path: Path) -> tuple[bytes, str]:
-    """The bytes and text of a corpus file, or CorpusFileError saying why it cannot be used."""
-    try:
-        raw = path.read_bytes()
-    except OSError as error:
-        raise CorpusFileError(f"{path}: cannot be read ({error.strerror})") from error
-    return raw, decoded_text(raw, path)
-
-
 def decoded_text(raw: bytes, path: Path) -> str:
     """The text of a plain-text file's bytes, or CorpusFileError saying why they are not text."""
     if b"\x00" in raw:
@@ -113,7 +98,7 @@ def parse_article(source: str, doc_id: str, path: str = "", sha256: str = "") ->
     The reference list becomes a section of its own whose paragraphs are the references,
     so that a question about a source finds it. Empty sections are dropped.
     """
-    blocks = [(m.group(), m.start(), m.end()) for m in _BLOCK.finditer(source) if m.group().strip()]
+    blocks = [(m.group(), m.start(), m.end()) for m in BLOCK.finditer(source) if m.group().strip()]
     first_line, _, rest = blocks[0][0].partition("\n")
     title = first_line.strip().lstrip("#").strip()
     if rest.strip():  # no blank line after the title: the lines under it are the first block

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from qa.ingest.converted import ConvertedText, ReadLimits
-from qa.ingest.documents import CorpusFileError, Document, Paragraph, Section, decoded_text, on_pages, parse_article, with_pages
+from qa.ingest.documents import BLOCK, CorpusFileError, Document, Paragraph, Section, decoded_text, on_pages, parse_article, with_pages
 from qa.ingest.read_docx import docx_text
 from qa.ingest.read_html import html_text
 from qa.ingest.read_pdf import pdf_text
@@ -29,7 +29,6 @@ def plain_text(raw: bytes, path: Path, limits: ReadLimits) -> ConvertedText:
 READERS: dict[str, Reader] = {
     ".txt": plain_text, ".md": plain_text, ".pdf": pdf_text, ".docx": docx_text, ".html": html_text, ".htm": html_text,
 }
-_BLOCK = re.compile(r"[^\n]+(?:\n[^\n]+)*")
 _MARKDOWN_HEADING = re.compile(r"^#{1,6} [^\n]*$")
 
 
@@ -55,7 +54,7 @@ def read_source(path: Path, article: Document, limits: ReadLimits = ReadLimits()
     text, file = converted.text, f"{path.parent.name}/{path.name}"
     paragraphs = tuple(
         Paragraph(m.group(), m.start(), m.end(), "source", (number,), file)
-        for m in _BLOCK.finditer(text)
+        for m in BLOCK.finditer(text)
         if m.group().strip() and not (path.suffix.lower() in _CONVERTED and _MARKDOWN_HEADING.match(m.group()))
     )
     return Section(f"[{number}] {article.references[number].text}", on_pages(paragraphs, converted.page_starts))

@@ -39,7 +39,7 @@ class Passage:
     # marker at the end of a run of sentences covers them all, those of the next sentence of its
     # paragraph that has some (possibly in the next passage).
     sentence_footnotes: tuple[tuple[int, ...], ...] = ()
-    page: int | None = None  # the page it starts on, in a paged file (PDF)
+    page: int | None = None  # its page, in a paged file (PDF): its sentences all start on it
 
     @property
     def page_label(self) -> str:

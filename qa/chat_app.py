@@ -317,6 +317,8 @@ def show_index_status(status: IndexStatus) -> None:
         st.warning("L'index ne correspond plus au corpus : " + escape_markdown(", ".join(status.stale)))
     else:
         st.caption(":green[:material/check: À jour avec le corpus]")
+    for problem in status.manifest.skipped:
+        st.warning("Fichier non lu : " + escape_markdown(problem))
 
 
 def show_build_report(report: BuildReport) -> None:
@@ -324,9 +326,7 @@ def show_build_report(report: BuildReport) -> None:
     st.success(
         f"Index construit en {report.seconds:.1f} s : {report.passages} passages, "
         f"{report.embedded} textes encodés, {report.reused} réutilisés."
-    )
-    for problem in report.skipped:
-        st.warning(escape_markdown(problem))
+    )  # the files it could not read are in the index's status, above
 
 
 def show_index_and_settings(settings: Settings) -> int:

@@ -89,8 +89,9 @@ def labels_for(language: str) -> dict[str, str]:
 
 
 def passage_place(passage: Passage) -> str:
-    """Where a passage is, as escaped Markdown: document title › section."""
-    return f"{escape_markdown(passage.title)} › {escape_markdown(passage.section)}"
+    """Where a passage is, as escaped Markdown: document title › section (, p. 3 in a PDF)."""
+    page = f", {escape_markdown(passage.page_label)}" if passage.page_label else ""
+    return f"{escape_markdown(passage.title)} › {escape_markdown(passage.section)}{page}"
 
 
 def confidence_cue(answer: Answer) -> str:

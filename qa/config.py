@@ -56,6 +56,11 @@ class Settings:
     read_windows: int = 3
     max_question_chars: int = 1000
     max_request_bytes: int = 64 * 1024  # `citeqa serve` refuses a larger request body (413)
+    # Corpus files a build refuses to read (named in its warnings): larger than this, a PDF of more
+    # pages, a DOCX (a zip) that would unpack to more than this (a zip bomb).
+    max_file_bytes: int = 50 * 1024 * 1024
+    max_pages: int = 2000
+    max_unpacked_bytes: int = 200 * 1024 * 1024
     # Above this many passages the passage vectors go into an approximate FAISS index (HNSW),
     # chosen by measurement against IVF-PQ (docs/BENCHMARKS.md); at or below it, exact search.
     ann_threshold: int = 50_000

@@ -16,6 +16,7 @@ from qa.answer.reader import READER_DIR, Reader
 from qa.answer.result import Answer
 from qa.answer.retrieve import Retriever
 from qa.config import SHIPPED_READER, Settings, is_database_url
+from qa.ingest.converted import ReadLimits
 from qa.ingest.corpus import read_corpus
 from qa.ingest.text import fold
 from qa.store.building import BuildReport, IndexStatus, Progress
@@ -57,7 +58,7 @@ def uses_database(settings: Settings) -> bool:
 
 def build(settings: Settings, embedder=None, progress: Progress | None = None, full: bool = False) -> BuildReport:
     """Read the corpus and write a new index, reusing the embeddings of unchanged texts."""
-    corpus, embedder = read_corpus(settings.corpus), embedder or load_embedder(settings)
+    corpus, embedder = read_corpus(settings.corpus, ReadLimits.of(settings)), embedder or load_embedder(settings)
     if uses_database(settings):
         from qa.store.postgres_build import build_database
 

@@ -8,7 +8,8 @@ import pytest
 
 from conftest import CORPUS_FILE
 from qa.config import Settings
-from qa.ingest.documents import LEAD_SECTION, CorpusFileError, parse_article, read_article
+from qa.ingest.documents import LEAD_SECTION, CorpusFileError, parse_article
+from qa.ingest.readers import read_document
 from qa.ingest.passages import passages_for
 from qa.ingest.text import FOOTNOTE_MARKER, sentence_spans
 
@@ -17,7 +18,7 @@ SOURCE = CORPUS_FILE.read_text("utf-8")
 
 @pytest.fixture(scope="module")
 def document():
-    return read_article(CORPUS_FILE)
+    return read_document(CORPUS_FILE)
 
 
 def test_the_title_and_the_sections_with_text_are_found(document):
@@ -107,5 +108,5 @@ def test_unreadable_files_are_refused_with_their_name(tmp_path, content, message
     path = tmp_path / "bad.txt"
     path.write_bytes(content)
     with pytest.raises(CorpusFileError, match=message) as error:
-        read_article(path)
+        read_document(path)
     assert "bad.txt" in str(error.value)

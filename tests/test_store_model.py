@@ -12,7 +12,7 @@ import pytest
 
 from conftest import CORPUS_FILE, ROOT, dev_questions
 from qa.config import Settings
-from qa.ingest.documents import read_article
+from qa.ingest.readers import read_document
 from qa.store.model import ModelLoadError, bundled_model_dir, load_embedder
 from qa.ingest.passages import passages_for
 
@@ -29,7 +29,7 @@ MORE_QUESTIONS = [
 
 @pytest.fixture(scope="module")
 def texts() -> dict[str, list[str]]:
-    document = read_article(CORPUS_FILE)
+    document = read_document(CORPUS_FILE)
     passages = [p.text for p in passages_for(document, Settings().chunk_size)]
     questions = [q["question"] for q in dev_questions()] + MORE_QUESTIONS
     assert len(questions) >= 30

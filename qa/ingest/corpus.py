@@ -1,8 +1,11 @@
 """The corpus folder: which files are articles, read into Documents, with problems reported.
 
-A corpus folder holds articles (``*.txt`` saved from Wikipedia, or ``*.md``). The full text of
-a source an article cites may sit beside it as ``<article>.refs/<n>.txt``: its passages are then
-cited as that article's footnote [n].
+A corpus folder holds articles: Wikipedia pages saved as text (``*.txt``) or from the browser
+(``*.html``), Markdown, PDF, Word or web pages (qa/ingest/readers.py). The full text of a source
+an article cites may sit beside it as ``<article>.refs/<n>.<suffix>``: its passages are then
+cited as that article's footnote [n]. Every other file or folder is named in a warning, and
+counts for the index's staleness like the files that are read. Hidden files (``.name``) are not
+part of the corpus.
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from qa.ingest.documents import CorpusFileError, Document, read_article, read_source
+from qa.ingest.converted import ReadLimits
+from qa.ingest.documents import CorpusFileError, Document
+from qa.ingest.readers import read_document, read_source, readable
 
-ARTICLE_SUFFIXES = (".txt", ".md")
 SOURCES_SUFFIX = ".refs"
 
 
@@ -28,11 +32,11 @@ class Corpus:
 
 
 def corpus_files(folder: Path) -> list[Path]:
-    """The article files of a corpus folder and their sources, in a stable order."""
+    """Every file of a corpus folder and of its articles' sources folders, in a stable order."""
     if not folder.is_dir():
         raise FileNotFoundError(f"corpus folder {folder} does not exist")
-    articles = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in ARTICLE_SUFFIXES)
-    sources = sorted(p for a in articles for p in _sources_folder(a).glob("*.txt") if p.is_file())
+    articles = _visible(p for p in folder.iterdir() if p.is_file())
+    sources = [p for folder in _sources_folders(folder) for p in _visible(folder.iterdir()) if p.is_file()]
     return articles + sources
 
 
@@ -41,23 +45,39 @@ def file_hashes(folder: Path) -> dict[str, str]:
     return {p.relative_to(folder).as_posix(): _sha256(p) for p in corpus_files(folder)}
 
 
-def read_corpus(folder: Path) -> Corpus:
-    """Read every article and its sources; an unreadable file is skipped with a message naming it."""
-    documents, skipped = [], []
-    for path in (p for p in corpus_files(folder) if p.parent == folder):
+def read_corpus(folder: Path, limits: ReadLimits = ReadLimits()) -> Corpus:
+    """Read every article and its sources; a file that cannot be read is skipped with a message naming it."""
+    documents, skipped, names = [], [], {}
+    for path in corpus_files(folder):
+        if path.parent != folder:
+            continue
         try:
-            article = read_article(path)
+            if path.stem in names and readable(path):
+                raise CorpusFileError(f"{path}: same name as {names[path.stem]}: one of them must be renamed")
+            article = read_document(path, limits)
         except CorpusFileError as error:
             skipped.append(str(error))
             continue
+        names[path.stem] = path.name
         sources = []
-        for source_path in sorted(_sources_folder(path).glob("*.txt")):
+        for source_path in (p for p in _visible(_sources_folder(path).iterdir()) if p.is_file()) if _sources_folder(path).is_dir() else ():
             try:
-                sources.append(read_source(source_path, article))
+                sources.append(read_source(source_path, article, limits))
             except CorpusFileError as error:
                 skipped.append(str(error))
         documents.append(article.with_sources(sources))
+    skipped += [f"{p}: a folder, not read (only an article's sources are, in <article>{SOURCES_SUFFIX}/)"
+                for p in _visible(folder.iterdir()) if p.is_dir() and p not in _sources_folders(folder)]
     return Corpus(folder, tuple(documents), tuple(skipped), file_hashes(folder))
+
+
+def _visible(paths) -> list[Path]:
+    return sorted(p for p in paths if not p.name.startswith("."))
+
+
+def _sources_folders(folder: Path) -> list[Path]:
+    """The ``<article>.refs`` folders of the folder's readable articles."""
+    return [f for f in (_sources_folder(p) for p in _visible(folder.iterdir()) if p.is_file() and readable(p)) if f.is_dir()]
 
 
 def _sources_folder(article: Path) -> Path:
@@ -65,4 +85,5 @@ def _sources_folder(article: Path) -> Path:
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    with path.open("rb") as file:  # in chunks: a file over the size limit is hashed, not loaded
+        return hashlib.file_digest(file, "sha256").hexdigest()

@@ -1,4 +1,5 @@
-"""Parsing: a Wikipedia article saved as plain text → a Document with sections and references.
+"""Parsing: an article's text (a Wikipedia article saved as plain text, Markdown, or what a reader
+of another format wrote, qa/ingest/readers.py) → a Document with sections and references.
 
 The format (see corpus/; Markdown files use "# Title" and "## Section" instead): the title on the first line, Wikipedia's tagline, an infobox of short
 lines, the lead paragraphs, then sections whose headings end in ``[modifier | modifier le code]``.
@@ -9,7 +10,7 @@ back-links that are not part of the reference.
 
 from __future__ import annotations
 
-import hashlib
+import bisect
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,7 +21,7 @@ LEAD_SECTION = "Introduction"
 HEADING_SUFFIX = "[modifier | modifier le code]"
 REFERENCE_SECTIONS = ("notes et références", "références", "notes")
 TAGLINE = re.compile(r"^(Un article de Wikipédia|From Wikipedia)", re.IGNORECASE)
-_BLOCK = re.compile(r"[^\n]+(?:\n[^\n]+)*")
+BLOCK = re.compile(r"[^\n]+(?:\n[^\n]+)*")  # lines up to a blank line: a paragraph, a heading
 _REFERENCE_ENTRY = re.compile(r"^[ \t]*(\d+)\.[ \t]+(.+)$", re.MULTILINE)
 _MARKDOWN_HEADING = re.compile(r"^#{2,6} \S")
 _BACKLINKS = re.compile(r"^(?:[a-z] )*[a-z] et [a-z] ")
@@ -39,7 +40,9 @@ class Paragraph:
     end: int
     kind: str = "text"  # "text", "infobox", "reference", or "source" (full text of a cited source)
     footnotes: tuple[int, ...] = ()
-    file: str = ""  # the file the offsets refer to, when not the article itself
+    file: str = ""  # the corpus file it was read from, by its path in the corpus folder (offsets: in its text as read)
+    page: int | None = None  # the page it starts on, in a paged file (PDF)
+    page_starts: tuple[tuple[int, int], ...] = ()  # (offset, page) of each later page it goes on to
 
 
 @dataclass(frozen=True)
@@ -67,39 +70,17 @@ class Document:
     sections: tuple[Section, ...]
     references: dict[int, Reference] = field(default_factory=dict)
 
+    def read_from(self, file: str) -> "Document":
+        """The document with the name of the file it was read from on each paragraph."""
+        return replace(self, sections=tuple(replace(s, paragraphs=tuple(replace(p, file=file) for p in s.paragraphs)) for s in self.sections))
+
     def with_sources(self, sources: list[Section]) -> "Document":
         """The document with the full texts of its cited sources as sections of their own."""
         return replace(self, sections=self.sections + tuple(sources))
 
 
-def read_article(path: Path) -> Document:
-    """Read and parse one article file, or raise CorpusFileError naming it."""
-    raw, source = _read_text(path)
-    return parse_article(source, doc_id=path.stem, path=str(path), sha256=hashlib.sha256(raw).hexdigest())
-
-
-def read_source(path: Path, article: Document) -> Section:
-    """The full text of the source cited as footnote [n] (file ``<n>.txt``), as a section whose
-    paragraphs are all cited as [n]."""
-    if not path.stem.isdigit() or int(path.stem) not in article.references:
-        raise CorpusFileError(f"{path}: names no footnote of {Path(article.path).name} (expected <n>.txt)")
-    number = int(path.stem)
-    _, text = _read_text(path)
-    file = f"{path.parent.name}/{path.name}"
-    paragraphs = tuple(
-        Paragraph(m.group(), m.start(), m.end(), "source", (number,), file)
-        for m in _BLOCK.finditer(text)
-        if m.group().strip()
-    )
-    return Section(f"[{number}] {article.references[number].text}", paragraphs)
-
-
-def _read_text(path: Path) -> tuple[bytes, str]:
-    """The bytes and text of a corpus file, or CorpusFileError saying why it cannot be used."""
-    try:
-        raw = path.read_bytes()
-    except OSError as error:
-        raise CorpusFileError(f"{path}: cannot be read ({error.strerror})") from error
+def decoded_text(raw: bytes, path: Path) -> str:
+    """The text of a plain-text file's bytes, or CorpusFileError saying why they are not text."""
     if b"\x00" in raw:
         raise CorpusFileError(f"{path}: binary file, not text")
     try:
@@ -108,7 +89,7 @@ def _read_text(path: Path) -> tuple[bytes, str]:
         raise CorpusFileError(f"{path}: not UTF-8 text (byte {error.start})") from error
     if not text.strip():
         raise CorpusFileError(f"{path}: empty file")
-    return raw, text
+    return text
 
 
 def parse_article(source: str, doc_id: str, path: str = "", sha256: str = "") -> Document:
@@ -117,8 +98,12 @@ def parse_article(source: str, doc_id: str, path: str = "", sha256: str = "") ->
     The reference list becomes a section of its own whose paragraphs are the references,
     so that a question about a source finds it. Empty sections are dropped.
     """
-    blocks = [(m.group(), m.start(), m.end()) for m in _BLOCK.finditer(source) if m.group().strip()]
-    title = blocks[0][0].strip().lstrip("#").strip()
+    blocks = [(m.group(), m.start(), m.end()) for m in BLOCK.finditer(source) if m.group().strip()]
+    first_line, _, rest = blocks[0][0].partition("\n")
+    title = first_line.strip().lstrip("#").strip()
+    if rest.strip():  # no blank line after the title: the lines under it are the first block
+        start = blocks[0][1] + len(first_line) + 1
+        blocks[0:1] = [("", 0, 0), (rest, start, blocks[0][2])]
     sections: list[Section] = []
     references: dict[int, Reference] = {}
     heading, paragraphs = LEAD_SECTION, []
@@ -139,6 +124,24 @@ def parse_article(source: str, doc_id: str, path: str = "", sha256: str = "") ->
     if not non_empty:
         raise CorpusFileError(f"{path or doc_id}: no text after the title {title!r}")
     return Document(doc_id, title, path, sha256, non_empty, references)
+
+
+def with_pages(document: Document, page_starts: tuple[tuple[int, int], ...]) -> Document:
+    """The document with each paragraph's page (see ``on_pages``)."""
+    if not page_starts:
+        return document
+    return replace(document, sections=tuple(replace(s, paragraphs=on_pages(s.paragraphs, page_starts)) for s in document.sections))
+
+
+def on_pages(paragraphs: tuple[Paragraph, ...], page_starts: tuple[tuple[int, int], ...]) -> tuple[Paragraph, ...]:
+    """Each paragraph with its page (the last page that begins at or before its start) and the
+    pages that begin inside it."""
+    if not page_starts:
+        return paragraphs
+    offsets = [offset for offset, _ in page_starts]
+    return tuple(replace(p, page=page_starts[max(0, bisect.bisect_right(offsets, p.start) - 1)][1],
+                         page_starts=tuple((at, page) for at, page in page_starts if p.start < at < p.end))
+                 for p in paragraphs)
 
 
 def _is_heading(block: str) -> bool:

@@ -34,11 +34,22 @@ class Passage:
     end: int
     footnotes: tuple[int, ...]  # every footnote backing some of its text (see sentence_footnotes)
     sentences: tuple[tuple[int, int], ...]  # spans inside ``text``
-    file: str = ""  # the file the offsets refer to, when not the article itself
+    file: str = ""  # the corpus file it was read from (its offsets are in that file's text, as read)
     # For each sentence, the footnotes that back it: its own markers or, as on Wikipedia where a
     # marker at the end of a run of sentences covers them all, those of the next sentence of its
     # paragraph that has some (possibly in the next passage).
     sentence_footnotes: tuple[tuple[int, ...], ...] = ()
+    page: int | None = None  # its page, in a paged file (PDF): its sentences all start on it
+
+    @property
+    def page_label(self) -> str:
+        """Its page as a citation shows it (« p. 3 »), or nothing outside a paged file."""
+        return "" if self.page is None else f"p. {self.page}"
+
+    @property
+    def place(self) -> str:
+        """Where it is, as a citation says it: document › section (, p. 3 in a PDF)."""
+        return f"{self.title} › {self.section}" + (f", {self.page_label}" if self.page_label else "")
 
     def footnotes_backing(self, span: tuple[int, int]) -> tuple[int, ...]:
         """The footnotes that back one of its sentences (given by its span)."""
@@ -63,11 +74,15 @@ def passages_for(document: Document, chunk_size: int, chunk_overlap: int = 0) ->
     passages = []
     for section_number, section in enumerate(document.sections):
         for number, paragraph in enumerate(section.paragraphs):
-            chunks = splitter.split_text(paragraph.text) if paragraph.kind in PROSE else [paragraph.text]
-            texts = [paragraph.text[start - paragraph.start : end - paragraph.start] for start, end in _locate(chunks, paragraph)]
+            cuts = _page_cuts(paragraph)
+            spans = []  # each piece (a page's part of the paragraph) split on its own
+            for (a, _), (b, _) in zip(cuts, cuts[1:] + [(paragraph.end, None)]):
+                piece = paragraph.text[a - paragraph.start : b - paragraph.start]
+                spans += _locate(splitter.split_text(piece) if paragraph.kind in PROSE else [piece], piece, a)
+            texts = [paragraph.text[start - paragraph.start : end - paragraph.start] for start, end in spans]
             sentences = [tuple(sentence_spans(t)) if paragraph.kind in PROSE else ((0, len(t)),) for t in texts]
             backing = _backing_footnotes(texts, sentences, paragraph)
-            for chunk_number, ((start, end), text) in enumerate(zip(_locate(chunks, paragraph), texts)):
+            for chunk_number, ((start, end), text) in enumerate(zip(spans, texts)):
                 passages.append(
                     Passage(
                         id=_passage_id(document.doc_id, paragraph, f"s{section_number}p{number}c{chunk_number}"),
@@ -82,9 +97,27 @@ def passages_for(document: Document, chunk_size: int, chunk_overlap: int = 0) ->
                         sentences=sentences[chunk_number],
                         file=paragraph.file,
                         sentence_footnotes=backing[chunk_number],
+                        page=next(page for at, page in reversed(cuts) if at <= start),
                     )
                 )
     return passages
+
+
+def _page_cuts(paragraph: Paragraph) -> list[tuple[int, int | None]]:
+    """Where a paragraph is cut so that no passage goes on to another page, with the page of each
+    piece: at the first sentence that starts on each new page (a sentence stays whole, on the
+    page it starts on)."""
+    cuts: list[tuple[int, int | None]] = [(paragraph.start, paragraph.page)]
+    if paragraph.kind not in PROSE or not paragraph.page_starts:
+        return cuts
+    starts = [paragraph.start + a for a, _ in sentence_spans(paragraph.text)]
+    for at, page in paragraph.page_starts:
+        cut = next((s for s in starts if s >= at), None)
+        if cut is not None and cut > cuts[-1][0]:
+            cuts.append((cut, page))
+        elif cut is not None and cut == cuts[-1][0]:
+            cuts[-1] = (cut, page)
+    return cuts
 
 
 def _backing_footnotes(texts: list[str], sentences: list[tuple], paragraph: Paragraph) -> list[tuple[tuple[int, ...], ...]]:
@@ -104,12 +137,12 @@ def _backing_footnotes(texts: list[str], sentences: list[tuple], paragraph: Para
     return list(reversed(backing))
 
 
-def _locate(chunks: list[str], paragraph: Paragraph) -> list[tuple[int, int]]:
-    """Source offsets of each chunk, searched in order inside the paragraph."""
+def _locate(chunks: list[str], text: str, offset: int) -> list[tuple[int, int]]:
+    """Source offsets of each chunk, searched in order inside ``text`` (which starts at ``offset``)."""
     spans, cursor = [], 0
     for chunk in (c.strip() for c in chunks):
-        at = paragraph.text.index(chunk, cursor)
-        spans.append((paragraph.start + at, paragraph.start + at + len(chunk)))
+        at = text.index(chunk, cursor)
+        spans.append((offset + at, offset + at + len(chunk)))
         cursor = at + 1  # chunks may overlap
     return spans
 

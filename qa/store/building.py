@@ -62,7 +62,8 @@ class BuildReport:
     seconds: float
 
 
-def new_manifest(settings: Settings, dimension: int, corpus_files: dict[str, str], documents: int, passages: int) -> Manifest:
+def new_manifest(settings: Settings, dimension: int, corpus_files: dict[str, str], documents: int, passages: int,
+                 skipped: tuple[str, ...] = ()) -> Manifest:
     """The manifest of a build (its file sizes and FAISS index are filled in when it is written)."""
     return Manifest(
         format_version=FORMAT_VERSION,
@@ -74,6 +75,7 @@ def new_manifest(settings: Settings, dimension: int, corpus_files: dict[str, str
         documents=documents,
         passages=passages,
         built_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        skipped=tuple(skipped),
     )
 
 

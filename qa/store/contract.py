@@ -48,6 +48,7 @@ class Manifest:
     built_at: str
     files: dict[str, int] = field(default_factory=dict)  # size of every other file of the build
     vector_index: dict = field(default_factory=lambda: {"type": "flat"})  # vector index type and parameters
+    skipped: tuple[str, ...] = ()  # the corpus files the build could not read, one message each
 
 
 @dataclass(frozen=True)

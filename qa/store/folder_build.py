@@ -57,7 +57,7 @@ def build_index(
             _embed_into(stage, embedder, texts, missing, progress)
             if previous is not None:
                 previous.copy_into(stage, reused, settings.build_batch)
-            manifest = new_manifest(settings, int(dimension), corpus.files, len(corpus.documents), len(passages))
+            manifest = new_manifest(settings, int(dimension), corpus.files, len(corpus.documents), len(passages), corpus.skipped)
             folder = stage.finish(manifest, corpus.documents, passages, settings)
     return BuildReport(
         folder, len(corpus.documents), len(passages), len(missing), len(reused), corpus.skipped,

@@ -236,7 +236,7 @@ def build_database(corpus: Corpus, settings: Settings, embedder, progress: Progr
         for rows, embedded in embed_batches(embedder, texts, missing, progress):
             vectors[rows] = embedded
         stage.add(passages, vectors[: len(passages)], vectors[len(passages) :])
-        stage.finish(new_manifest(settings, dimension, corpus.files, len(corpus.documents), len(passages)), corpus.documents, settings)
+        stage.finish(new_manifest(settings, dimension, corpus.files, len(corpus.documents), len(passages), corpus.skipped), corpus.documents, settings)
     return BuildReport(redacted(str(settings.index)), len(corpus.documents), len(passages), len(missing), len(texts) - len(missing),
                        corpus.skipped, time.perf_counter() - started)
 

@@ -59,6 +59,8 @@ class AnswerPassageOut(BaseModel):
     score: float = Field(examples=[0.9123])
     document: str = Field(examples=["Relations entre le Kazakhstan et la Russie"])
     section: str
+    file: str | None = Field(description="the corpus file it was read from", examples=["relations-kazakhstan-russie.txt"])
+    page: int | None = Field(description="its page, in a PDF (else null)", examples=[None])
     text: str
     answer_sentence: str | None = Field(description="the answering sentence, when it is in this passage")
     footnotes: list[FootnoteOut]
@@ -121,6 +123,7 @@ class StatusOut(BaseModel):
     passages: int | None
     built_at: str | None
     stale: list[str] = Field(description="why it no longer matches the corpus", examples=[["new-article.md added"]])
+    skipped: list[str] = Field(description="the corpus files its build could not read, and why", examples=[["corpus/notes.xlsx: unsupported file type '.xlsx'"]])
 
 
 class DocumentOut(BaseModel):

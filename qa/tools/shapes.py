@@ -29,6 +29,8 @@ def answer_json(answer: Answer) -> dict:
                 "score": round(p.score, 4),
                 "document": p.passage.title,
                 "section": p.passage.section,
+                "file": p.passage.file or None,
+                "page": p.passage.page,
                 "text": p.passage.text,
                 "answer_sentence": None if p.sentence is None else p.passage.text[p.sentence[0] : p.sentence[1]],
                 "footnotes": footnotes_json(p.footnotes),
@@ -60,19 +62,19 @@ def format_answer(answer: Answer) -> str:
         if answer.answer_text:
             sure = "" if answer.confidence is None else f"  (confidence {answer.confidence:.0%})"
             lines.append(f"A: {' '.join(answer.answer_text.split())}{sure}")
-        lines.append(f"   « {' '.join(answer.answer_sentence.split())} » ({first.title} › {first.section}"
+        lines.append(f"   « {' '.join(answer.answer_sentence.split())} » ({first.place}"
                      + "".join(f" [{f.number}]" for f in answer.answer_footnotes) + ")")
     for p in answer.passages:
         text = p.passage.text
         if p.sentence:
             a, b = p.sentence
             text = f"{text[:a]}»» {text[a:b]} ««{text[b:]}"
-        lines.append(f"\n[{p.rank}] {p.passage.title} › {p.passage.section}  (score {p.score:.3f})")
+        lines.append(f"\n[{p.rank}] {p.passage.place}  (score {p.score:.3f})")
         lines.append("    " + " ".join(text.split()))
         lines += [f"    [{f.number}] {f.reference or '(no such reference)'}" for f in p.footnotes]
         for source in p.same_fact:
             a, b = source.sentence
-            lines.append(f"    also in {source.passage.title} › {source.passage.section}: {' '.join(source.passage.text[a:b].split())}")
+            lines.append(f"    also in {source.passage.place}: {' '.join(source.passage.text[a:b].split())}")
             lines += [f"      [{f.number}] {f.reference or '(no such reference)'}" for f in source.footnotes]
     return "\n".join(lines)
 
@@ -89,6 +91,7 @@ def status_json(status) -> dict:
         "passages": manifest and manifest.passages,
         "built_at": manifest and manifest.built_at,
         "stale": list(status.stale),
+        "skipped": list(manifest.skipped) if manifest else [],
     }
 
 
@@ -104,4 +107,5 @@ def format_status(status) -> str:
         f"built:     {manifest.built_at}",
         "stale:     " + ("; ".join(status.stale) + " — run `python -m qa build`" if status.stale else "no, up to date"),
     ]
+    lines += [f"skipped:   {message}" for message in manifest.skipped]
     return "\n".join(lines)

@@ -169,7 +169,7 @@ class CorpusJobs:
     def _submit(self, job: Job) -> Job:
         self._save(job)
         if any(f.status == "queued" for f in job.files) or job.kind == "rebuild":
-            self.waiting.put(job)
+            self.waiting.put(Job.from_json(asdict(job)))  # a copy: the one returned is answered as submitted
             self._start()
         else:  # nothing left to do: every file was refused
             job.state, job.finished_at = "done", _now()

@@ -224,7 +224,10 @@ def show_citations(answer: Answer, item: AnswerPassage) -> None:
 
 
 def show_in_context(index: PassageStore, item: AnswerPassage, labels: dict[str, str]) -> None:
-    """The passage among its neighbours in its document, itself framed and marked."""
+    """The passage among its neighbours in its document, itself framed and marked (when its
+    document is still indexed: an earlier answer may quote one removed since)."""
+    if item.passage.doc_id not in index.documents:
+        return
     with st.expander(labels["context"], icon=":material/unfold_more:"):
         for passage in index.neighbours(item.passage):
             if passage.id == item.passage.id:

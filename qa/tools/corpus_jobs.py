@@ -36,6 +36,7 @@ from qa.store.locking import exclusive
 
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 MAX_NAME_CHARS = 200
+KEPT_SECONDS = 7 * 24 * 3600  # a job's state is forgotten a week after it was last written
 
 
 class CorpusChangeError(ValueError):
@@ -167,6 +168,7 @@ class CorpusJobs:
                 if (self.settings.corpus / (document_id + suffix)).is_file()]
 
     def _submit(self, job: Job) -> Job:
+        self._forget_old_jobs()
         self._save(job)
         if any(f.status == "queued" for f in job.files) or job.kind == "rebuild":
             self.waiting.put(Job.from_json(asdict(job)))  # a copy: the one returned is answered as submitted
@@ -181,6 +183,14 @@ class CorpusJobs:
             if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self._work, name="citeqa-corpus-jobs", daemon=True)
                 self.thread.start()
+
+    def _forget_old_jobs(self) -> None:
+        for path in self.folder.glob("*.json"):
+            try:
+                if path.stat().st_mtime < time.time() - KEPT_SECONDS:
+                    path.unlink()
+            except FileNotFoundError:  # forgotten by another process meanwhile
+                pass
 
     def _save(self, job: Job) -> None:
         """Write the job's state in one rename, so that a reader never sees half of it."""

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import Depends, FastAPI, File, Query, Request, Security, UploadFile
+from fastapi import Path as PathParameter
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -39,7 +40,7 @@ from qa.store.contract import IndexUnusableError
 from qa.store.folder import current_build
 from qa.store.model import load_encoder
 from qa.tools.access import ApiToken, RateLimit
-from qa.tools.corpus_jobs import CorpusChangeError, CorpusJobs, Job, NewFile, UnknownDocumentError
+from qa.tools.corpus_jobs import JOB_ID, CorpusChangeError, CorpusJobs, Job, NewFile, UnknownDocumentError
 from qa.tools.shapes import answer_json, footnotes_json, status_json
 from qa.tools.feedback import record_vote
 
@@ -334,7 +335,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return job_answer(changing(lambda: service(request).jobs.add(added)))
 
     @app.delete("/documents/{document_id}", status_code=202, response_model=JobOut, dependencies=writes,
-                responses=errors(404, 409, *write_errors))
+                responses=errors(404, 409, 422, *write_errors))
     def remove_document(request: Request, document_id: str) -> JSONResponse:
         """Remove a document (its file and its sources' texts) from the corpus and rebuild: a job."""
         return job_answer(changing(lambda: service(request).jobs.remove(document_id)))
@@ -344,8 +345,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Rebuild the index from the corpus folder (incrementally): a job."""
         return job_answer(service(request).jobs.rebuild())
 
-    @app.get("/jobs/{job_id}", response_model=JobOut, dependencies=reads, responses=errors(404, *read_errors))
-    def job(request: Request, job_id: str) -> dict:
+    @app.get("/jobs/{job_id}", response_model=JobOut, dependencies=reads, responses=errors(404, 422, *read_errors))
+    def job(request: Request, job_id: Annotated[str, PathParameter(pattern=JOB_ID.pattern, description="as POST /documents answered it")]) -> dict:
         """A job's state and each of its files' status (``queued``, ``indexing``, ``indexed``,
         ``duplicate``, ``refused`` with the reason; ``removing``, ``removed``)."""
         found = service(request).jobs.get(job_id)

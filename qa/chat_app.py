@@ -20,11 +20,13 @@ from qa.answer.question import QuestionError, question_language
 from qa.answer.result import Answer, AnswerPassage
 from qa.config import Settings
 from qa.engine import Engine, build, index_status, open_engine
+from qa.tools.corpus_jobs import CorpusChangeError, CorpusJobs, NewFile
 from qa.tools.feedback import record_vote
 from qa.store.building import BuildReport, IndexStatus
 from qa.store.contract import Articles, IndexUnusableError, MissingIndexError, PassageStore
 from qa.store.model import ModelLoadError, load_encoder
-from qa.chat_text import LABELS, confidence_cue, conversation_markdown, escape_markdown, highlighted, labels_for, passage_place
+from qa.chat_text import (LABELS, confidence_cue, conversation_markdown, escape_markdown, file_status_line, highlighted, job_progress,
+                          labels_for, passage_place)
 
 EXAMPLES = (
     "Combien de soldats la Russie a-t-elle déployés en janvier 2022 ?",
@@ -35,6 +37,8 @@ EXAMPLES = (
 MAX_K = 10
 PENDING_QUESTION = "pending_question"  # an example clicked, asked on the next run
 LAST_BUILD = "last_build"  # the BuildReport of this session's latest build
+CORPUS_JOB = "corpus_job"  # the id of this session's latest upload or removal
+UPLOADER = "uploader"  # how many uploads this session made: the file picker's key, emptied after each
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -122,8 +126,9 @@ def build_index(settings: Settings) -> None:
 
 
 def offer_rebuild(settings: Settings, key: str | None = None) -> None:
-    """A "rebuild" button; once the build is done the page starts again on the new index."""
-    if not st.button("Reconstruire l'index", icon=":material/refresh:", key=key):
+    """A "rebuild" button, when the chat was started with uploads allowed; once the build is done
+    the page starts again on the new index."""
+    if not settings.chat_uploads or not st.button("Reconstruire l'index", icon=":material/refresh:", key=key):
         return
     try:
         build_index(settings)
@@ -219,7 +224,10 @@ def show_citations(answer: Answer, item: AnswerPassage) -> None:
 
 
 def show_in_context(index: PassageStore, item: AnswerPassage, labels: dict[str, str]) -> None:
-    """The passage among its neighbours in its document, itself framed and marked."""
+    """The passage among its neighbours in its document, itself framed and marked (when its
+    document is still indexed: an earlier answer may quote one removed since)."""
+    if item.passage.doc_id not in index.documents:
+        return
     with st.expander(labels["context"], icon=":material/unfold_more:"):
         for passage in index.neighbours(item.passage):
             if passage.id == item.passage.id:
@@ -342,6 +350,60 @@ def show_index_and_settings(settings: Settings) -> int:
     return k
 
 
+@st.cache_resource(show_spinner=False)
+def corpus_jobs(settings: Settings) -> CorpusJobs:
+    """The uploads and removals of this server, run in its background thread, built with the chat's model."""
+    return CorpusJobs(settings, embedder_loading(_model_only(settings)).result)
+
+
+def show_corpus_changes(settings: Settings, store: PassageStore) -> None:
+    """The sidebar's upload and removal of documents (when the chat was started with uploads
+    allowed), then the progress of this session's latest one."""
+    st.header("Documents")
+    count = st.session_state.setdefault(UPLOADER, 0)
+    files = st.file_uploader("Ajouter des documents", accept_multiple_files=True, key=f"{UPLOADER}-{count}")
+    if st.button("Ajouter au corpus", icon=":material/upload:", disabled=not files):
+        submit(lambda: corpus_jobs(settings).add([NewFile(f.name, f.getvalue()) for f in files]))
+        st.session_state[UPLOADER] = count + 1  # a new, empty file picker
+        st.rerun()
+    titles = {d.title: d.doc_id for d in store.documents.values()}
+    removed = st.selectbox("Retirer un document", sorted(titles), index=None, placeholder="Choisir un document")
+    if st.button("Retirer du corpus", icon=":material/delete:", disabled=removed is None):
+        submit(lambda: corpus_jobs(settings).remove(titles[removed]))
+    if CORPUS_JOB in st.session_state:
+        show_job_progress(corpus_jobs(settings), st.session_state[CORPUS_JOB])
+
+
+def submit(change) -> None:
+    """Submit a change to the corpus and follow it in this session; a change the corpus cannot take is said."""
+    try:
+        st.session_state[CORPUS_JOB] = change().id
+    except CorpusChangeError as error:
+        st.error(escape_markdown(str(error)))
+
+
+def show_job_progress(jobs: CorpusJobs, job_id: str) -> None:
+    """The job's progress bar and each file's status, redrawn every second until it is over;
+    then the page starts again on the new index."""
+
+    def draw() -> None:
+        job = jobs.get(job_id)
+        if job is None:
+            return
+        st.progress(*job_progress(job))
+        for file in job.files:
+            st.caption(file_status_line(file))
+        for warning in job.warnings:
+            st.warning(escape_markdown(warning))
+        if job.finished and not st.session_state.get(f"reloaded-{job_id}"):
+            st.session_state[f"reloaded-{job_id}"] = True
+            engine_loading.clear()  # the next run opens the new build
+            st.rerun()
+
+    job = jobs.get(job_id)
+    st.fragment(draw, run_every=None if job is None or job.finished else 1.0)()
+
+
 def choose_articles(store: PassageStore) -> Articles:
     """The sidebar's article filter, when the corpus has several: None means every article."""
     titles = {d.title: d.doc_id for d in store.documents.values()}
@@ -381,6 +443,8 @@ def main() -> None:
     engine = load_engine(settings)  # waits for the model and index, if they are still loading
     with st.sidebar:
         articles = choose_articles(engine.store)
+        if settings.chat_uploads:
+            show_corpus_changes(settings, engine.store)
     history = st.session_state.setdefault("messages", [])
     if question is not None:
         history.extend(exchange(engine, question, k, articles))

@@ -1,13 +1,18 @@
 """What the chat writes, as plain functions of the answers (no Streamlit here): corpus text escaped
 for Markdown, the answering sentence highlighted with its short answer, the labels in the
-question's language, the confidence's words, and the conversation exported as Markdown."""
+question's language, the confidence's words, the conversation exported as Markdown, and the
+progress of an upload or removal."""
 
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from qa.answer.result import Answer
 from qa.ingest.passages import Passage
+
+if TYPE_CHECKING:
+    from qa.tools.corpus_jobs import FileStatus, Job
 
 
 # Markdown's special characters, plus those of GFM autolinks (: @ .), setext headings (=),
@@ -135,3 +140,33 @@ def conversation_markdown(answers: list[Answer]) -> str:
                 parts.append(f"{labels['also']} : {passage_place(source.passage)}")
                 parts.append("> " + escape_markdown(source.passage.text[source.sentence[0] : source.sentence[1]]))
     return "\n\n".join(parts) + "\n"
+
+
+# What a file of an upload or removal has become.
+FILE_STATUS = {
+    "queued": ":material/schedule: en attente",
+    "indexing": ":material/sync: indexation…",
+    "indexed": ":green[:material/check: indexé]",
+    "duplicate": ":blue[:material/content_copy: déjà dans le corpus]",
+    "refused": ":red[:material/block: refusé]",
+    "removing": ":material/sync: retrait…",
+    "removed": ":green[:material/check: retiré]",
+}
+
+
+def job_progress(job: Job) -> tuple[float, str]:
+    """How far an upload or removal is (0 to 1: its files checked, then its texts embedded) and
+    one line saying it, as escaped Markdown."""
+    if job.state == "failed":
+        return 1.0, f"Échec de la reconstruction : {escape_markdown(job.message or '')} — l'index en service est inchangé."
+    if job.finished:
+        return 1.0, "Terminé."
+    if job.to_embed:
+        return 0.1 + 0.9 * job.embedded / job.to_embed, f"Construction de l'index… {job.embedded}/{job.to_embed} textes encodés"
+    return (0.05, "Vérification des fichiers…") if job.state == "running" else (0.0, "En attente…")
+
+
+def file_status_line(file: FileStatus) -> str:
+    """A file of an upload or removal, what became of it and why, as escaped Markdown."""
+    detail = f" — {escape_markdown(file.detail)}" if file.detail else ""
+    return f"{escape_markdown(file.name)} : {FILE_STATUS[file.status]}{detail}"

@@ -61,6 +61,26 @@ class Settings:
     max_file_bytes: int = 50 * 1024 * 1024
     max_pages: int = 2000
     max_unpacked_bytes: int = 200 * 1024 * 1024
+    # Adding documents (`citeqa serve`'s POST /documents, the chat's upload): a file above
+    # max_document_bytes is refused, the rest of its upload goes on; a POST /documents body above
+    # max_upload_bytes is refused whole (413). Jobs (their files and statuses) are kept in `jobs`.
+    max_document_bytes: int = 20 * 1024 * 1024
+    max_upload_bytes: int = 100 * 1024 * 1024
+    jobs: Path = DEFAULT_LOCATIONS.jobs
+    # Who may change the corpus through `citeqa serve` (upload, delete, rebuild, feedback): whoever
+    # sends the token held in this file (`--token-file`); without one, the API changes nothing.
+    # api_private: reading (asking included) needs the token too (`--private`).
+    api_token_file: Path | None = None
+    api_private: bool = False
+    # Origins (comma-separated, e.g. "https://intranet.example") whose pages may call the API from
+    # a browser (CORS); none by default.
+    api_cors_origins: str = ""
+    # Questions (/ask, /feedback) one client (IP address) may send per window of seconds, in each
+    # `citeqa serve` worker process, before a 429; 0: no limit.
+    ask_rate_limit: int = 60
+    ask_rate_window: int = 60
+    # The chat shows the upload, remove and rebuild controls (`citeqa chat --allow-uploads`).
+    chat_uploads: bool = False
     # Above this many passages the passage vectors go into an approximate FAISS index (HNSW),
     # chosen by measurement against IVF-PQ (docs/BENCHMARKS.md); at or below it, exact search.
     ann_threshold: int = 50_000
@@ -94,11 +114,18 @@ class Settings:
         return replace(cls(), **values)
 
 
+_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
 def _coerce(type_name: object, raw: str) -> object:
     if type_name == "IndexLocation":
         return index_location(raw)
-    if type_name in ("Path", Path):
+    if type_name in ("Path", Path, "Path | None"):
         return Path(raw).expanduser()
     if type_name in ("int", int):
         return int(raw)
+    if type_name in ("bool", bool):
+        if raw.lower() not in _BOOLEANS:
+            raise ValueError(f"{raw!r} is not a yes/no value: use one of {', '.join(sorted(_BOOLEANS))}")
+        return _BOOLEANS[raw.lower()]
     return raw

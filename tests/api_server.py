@@ -19,16 +19,17 @@ from qa.config import Settings
 
 class Server:
     """A ``citeqa serve`` process on a free loopback port; as a context manager, up (its /health
-    answers) inside and stopped after. Its votes go to ``feedback``, its log beside it."""
+    answers) inside and stopped after. Its votes go to ``feedback``, its log beside it; ``options``
+    go to ``citeqa serve``, ``environment`` (QA_* settings) to its process."""
 
-    def __init__(self, settings: Settings, feedback: Path) -> None:
+    def __init__(self, settings: Settings, feedback: Path, options: tuple[str, ...] = (), environment: dict[str, str] | None = None) -> None:
         self.settings, self.feedback = settings, feedback
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = (feedback.parent / "server.log").open("w")
         command = [sys.executable, "-m", "qa", "--corpus", str(settings.corpus), "--index", str(settings.index),
-                   "serve", "--host", "127.0.0.1", "--port", str(self.port)]
-        self.process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "QA_FEEDBACK": str(feedback)},
+                   "serve", "--host", "127.0.0.1", "--port", str(self.port), *options]
+        self.process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "QA_FEEDBACK": str(feedback), **(environment or {})},
                                         stdout=self.log, stderr=subprocess.STDOUT)
         self.client = httpx.Client(base_url=self.url, timeout=60)
 

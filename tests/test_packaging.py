@@ -34,7 +34,7 @@ def test_in_a_checkout_the_files_are_those_of_the_project_folder(tmp_path):
     (tmp_path / "corpus").mkdir()
     (tmp_path / "pyproject.toml").write_text("")
     assert default_locations(tmp_path) == Locations(tmp_path / "corpus", tmp_path / "index", tmp_path / ".cache" / "models",
-                                                    tmp_path / "feedback.jsonl")
+                                                    tmp_path / "feedback.jsonl", tmp_path / ".cache" / "jobs")
 
 
 def test_installed_the_article_is_the_bundled_one_and_the_rest_goes_in_the_users_folders(tmp_path, monkeypatch):
@@ -43,7 +43,7 @@ def test_installed_the_article_is_the_bundled_one_and_the_rest_goes_in_the_users
     (tmp_path / "site-packages" / "corpus").mkdir(parents=True)  # a folder named corpus/ alone is no checkout
     assert default_locations(tmp_path / "site-packages") == Locations(
         BUNDLED_CORPUS, tmp_path / "data" / "citeqa" / "index", tmp_path / "cache" / "citeqa" / "models",
-        tmp_path / "data" / "citeqa" / "feedback.jsonl")
+        tmp_path / "data" / "citeqa" / "feedback.jsonl", tmp_path / "data" / "citeqa" / "jobs")
 
 
 def project_copy(folder: Path) -> Path:
@@ -100,8 +100,12 @@ def test_an_installed_wheel_answers_from_anywhere_and_keeps_its_index_in_the_use
     def citeqa(*arguments: str) -> subprocess.CompletedProcess:
         return subprocess.run([str(environment / "bin" / "citeqa"), *arguments], cwd=cwd, env=variables, capture_output=True, text=True, timeout=300)
 
-    built = citeqa("build")
-    assert built.returncode == 0, built.stderr
+    missing = citeqa("status")  # before anything: the command to run is named as the user runs it
+    assert missing.returncode == 1 and "build it with `citeqa build`" in missing.stdout, missing.stdout
+    first = citeqa("ask", "Quelle est la longueur de la frontière ?")  # the first question builds the bundled article's index
+    assert first.returncode == 0, first.stderr
+    assert "no index yet" in first.stderr and "(first use)" in first.stderr and "embedding [####" in first.stderr, first.stderr
+    assert re.search(r"6[  ]?846", first.stdout), first.stdout
     status = citeqa("status", "--json")
     assert status.returncode == 0, status.stderr
     status = json.loads(status.stdout)

@@ -3,6 +3,7 @@ private copy of the bundled corpus and its index, with the real model."""
 
 from __future__ import annotations
 
+import re
 import statistics
 import threading
 import time
@@ -27,10 +28,16 @@ TROOPS = "Combien de soldats la Russie a-t-elle déployés en janvier 2022 ?"
 NEW_ARTICLE = "# Aral\n\nLa mer d'Aral, partagée entre le Kazakhstan et l'Ouzbékistan, a perdu les trois quarts de sa surface depuis 1960.\n"
 
 
+TOKEN = "token-of-the-test-server-0123456789"
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, index_dir, embedder):
     folder = tmp_path_factory.mktemp("served")
-    with Server(private_copy(folder, index_dir, embedder), folder / "feedback.jsonl") as running:
+    (folder / "token").write_text(TOKEN, "utf-8")
+    environment = {"QA_ASK_RATE_LIMIT": "0", "QA_JOBS": str(folder / "jobs")}  # the load test below asks as fast as it can
+    with Server(private_copy(folder, index_dir, embedder), folder / "feedback.jsonl", ("--token-file", str(folder / "token")),
+                environment) as running:
         yield running
 
 
@@ -66,10 +73,12 @@ def test_a_passage_comes_with_its_references_and_its_neighbours(server):
 
 
 def test_a_vote_is_recorded_as_the_chat_records_it(server):
-    response = server.client.post("/feedback", json={"question": BORDER, "vote": "up"})
+    response = server.client.post("/feedback", json={"question": BORDER, "vote": "up"}, headers={"Authorization": f"Bearer {TOKEN}"})
     assert response.status_code == 200
     assert read_votes(server.feedback)[-1] == response.json()
     assert response.json()["vote"] == "up" and "6 846 km" in squash_spaces(response.json()["answer_sentence"])
+    wrong = server.client.post("/feedback", json={"question": BORDER, "vote": "bof"}, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert wrong.status_code == 422 and "'up' or 'down'" in wrong.json()["detail"]
 
 
 @pytest.mark.parametrize(("method", "path", "body", "status", "says"), [
@@ -79,7 +88,7 @@ def test_a_vote_is_recorded_as_the_chat_records_it(server):
     ("POST", "/ask", {"question": BORDER, "k": "three"}, 422, "body.k"),
     ("POST", "/ask", {}, 422, "Field required"),
     ("POST", "/ask", {"question": BORDER, "articles": ["Atlantide"]}, 404, "no article named 'Atlantide'"),
-    ("POST", "/feedback", {"question": BORDER, "vote": "bof"}, 422, "'up' or 'down'"),
+    ("POST", "/feedback", {"question": BORDER, "vote": "bof"}, 401, "this needs the API token"),
     ("GET", "/passages/no-such-passage", None, 404, "no passage with id 'no-such-passage'"),
     ("GET", "/passages/relations-kazakhstan-russie:s0p0c0?around=9", None, 422, "query.around"),
     ("GET", "/nowhere", None, 404, "Not Found"),
@@ -183,6 +192,6 @@ def test_an_index_rebuilt_while_serving_answers_the_next_request(server, embedde
 
 def test_docs_api_lists_every_operation_of_the_schema():
     described = (ROOT / "docs" / "api.md").read_text("utf-8")
-    operations = [f"`{method.upper()} {path.replace('{passage_id}', '{id}')}`"
+    operations = [f"`{method.upper()} {re.sub(r'{[a-z_]+}', '{id}', path)}`"
                   for path, methods in create_app().openapi()["paths"].items() for method in methods]
-    assert len(operations) == 6 and [o for o in operations if o not in described] == []
+    assert len(operations) == 10 and [o for o in operations if o not in described] == []

@@ -1,7 +1,7 @@
 """The chat in a real browser: `streamlit run app.py` on the test index, driven by Chromium.
 
-Asks a question, opens a citation, and takes screenshots; with QA_UPDATE_SCREENSHOTS=1 they
-replace the README's (docs/chat.png, docs/sources.png), otherwise they go to the test's tmp folder. Skipped when Debian's chromium (apt package `chromium`) is not installed.
+Asks a question, opens a citation, uploads documents, and takes screenshots; with
+QA_UPDATE_SCREENSHOTS=1 they replace the README's (docs/chat.png, docs/sources.png, docs/upload.png), otherwise they go to the test's tmp folder. Skipped when Debian's chromium (apt package `chromium`) is not installed.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import CORPUS_FILE, ROOT, private_copy
 from streamlit_server import free_port, streamlit_server
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -28,6 +28,8 @@ CHROMIUM_ARGS = [
 ANSWER_MS = 120_000  # the first question also waits for the server to load the model and index
 SOLDIERS = "Combien de soldats la Russie a-t-elle déployés en janvier 2022 ?"
 LE_POINT = "Le Kazakhstan en proie aux émeutes"
+ARAL = "# Aral\n\nLa mer d'Aral, partagée entre le Kazakhstan et l'Ouzbékistan, a perdu les trois quarts de sa surface depuis 1960.\n"
+ARAL_QUESTION = "Depuis quand la mer d'Aral a-t-elle perdu sa surface ?"
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM} (apt install chromium)")
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
@@ -86,3 +88,39 @@ def test_answer_with_a_citation_that_opens_its_reference(page, tmp_path):
     page.get_by_role("tab", name="Sources").click()
     sync_api.expect(page.get_by_text("cité par 6 passages")).to_be_visible()
     page.screenshot(path=screenshot_folder(tmp_path) / "sources.png")
+
+
+def test_documents_uploaded_in_the_browser_get_a_status_each_then_are_answered(index_dir, embedder, tmp_path):
+    """`citeqa chat --allow-uploads`: three files picked at once, one new, one already in the corpus,
+    one binary; each gets its status in the sidebar, and the new one answers."""
+    settings = private_copy(tmp_path, index_dir, embedder)
+    files = {"aral.md": ARAL.encode(), "copie.txt": CORPUS_FILE.read_bytes(), "photo.txt": bytes(range(256)) * 4}
+    picked = []
+    for name, content in files.items():
+        (tmp_path / "picked").mkdir(exist_ok=True)
+        (tmp_path / "picked" / name).write_bytes(content)
+        picked.append(tmp_path / "picked" / name)
+    port = free_port()
+    env = {**os.environ, "QA_CORPUS": str(settings.corpus), "QA_INDEX": str(settings.index), "QA_JOBS": str(tmp_path / "jobs"),
+           "QA_FEEDBACK": str(tmp_path / "feedback.jsonl")}
+    command = [sys.executable, "-m", "qa", "chat", "--allow-uploads", "--server.port", str(port),
+               "--server.address", "127.0.0.1", "--server.headless", "true"]
+    with streamlit_server(command, port, ROOT, env, tmp_path / "streamlit.log") as url, sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000}, base_url=url)
+            page.goto("/")
+            sidebar = page.get_by_test_id("stSidebar")
+            sidebar.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(picked, timeout=ANSWER_MS)
+            sidebar.get_by_role("button", name="Ajouter au corpus").click()
+            sync_api.expect(sidebar.get_by_text("aral.md : indexé")).to_be_visible(timeout=ANSWER_MS)
+            sync_api.expect(sidebar.get_by_text("copie.txt : déjà dans le corpus", exact=False)).to_be_visible()
+            sync_api.expect(sidebar.get_by_text("photo.txt : refusé", exact=False)).to_be_visible()
+            page.screenshot(path=screenshot_folder(tmp_path) / "upload.png")
+            question_box = page.get_by_placeholder("Votre question…")
+            question_box.fill(ARAL_QUESTION)
+            question_box.press("Enter")
+            sync_api.expect(page.get_by_test_id("stChatMessage").last.get_by_text("1960").first).to_be_visible(timeout=ANSWER_MS)
+        finally:
+            browser.close()
+    assert sorted(p.name for p in settings.corpus.iterdir()) == ["aral.md", "relations-kazakhstan-russie.txt"]

@@ -10,13 +10,16 @@ import html
 import json
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT
+from conftest import CORPUS_FILE, ROOT, private_copy
+from qa.config import Settings
+from qa.tools.corpus_jobs import CorpusJobs
 from qa.tools.feedback import cases_from_feedback
 from qa.answer.question import question_language
 from qa.answer.result import NO_ANSWER
@@ -28,6 +31,8 @@ TIMEOUT = 300  # seconds per script run: the first one may convert the model and
 SOLDIERS = "Combien de soldats la Russie a-t-elle déployés en janvier 2022 ?"
 BORDER = "How long is the border between Kazakhstan and Russia?"
 NO_ANSWER_EN = "Who won the 2018 football World Cup?"
+ARAL = "# Aral\n\nLa mer d'Aral, partagée entre le Kazakhstan et l'Ouzbékistan, a perdu les trois quarts de sa surface depuis 1960.\n"
+ARAL_QUESTION = "Depuis quand la mer d'Aral a-t-elle perdu sa surface ?"
 HOSTILE = "<script>alert(1)</script> **bold** [link](http://x) :red[x] $x$ <b>&amp;</b>"
 # An article whose text, title, section and reference try to be Markdown and HTML.
 HOSTILE_ARTICLE = (
@@ -222,6 +227,7 @@ def test_rebuild_button_reports_what_was_reused(index_dir, feedback_file, tmp_pa
     copy = tmp_path / "index"
     shutil.copytree(index_dir, copy)
     monkeypatch.setenv("QA_INDEX", str(copy))
+    monkeypatch.setenv("QA_CHAT_UPLOADS", "1")
     at = start_app()
     sidebar_button(at, "Reconstruire l'index").click().run()
     assert not at.exception and not at.error
@@ -237,6 +243,7 @@ def test_a_failed_rebuild_says_why_and_keeps_the_index(index_dir, feedback_file,
     (tmp_path / "empty").mkdir()
     monkeypatch.setenv("QA_INDEX", str(copy))
     monkeypatch.setenv("QA_CORPUS", str(tmp_path / "empty"))
+    monkeypatch.setenv("QA_CHAT_UPLOADS", "1")
     at = start_app()
     assert "relations-kazakhstan-russie.txt removed" in rendered(at.sidebar.warning[0].value)[0]
     current = (copy / "CURRENT").read_text("utf-8")
@@ -245,6 +252,53 @@ def test_a_failed_rebuild_says_why_and_keeps_the_index(index_dir, feedback_file,
     assert "no passages" in rendered(at.sidebar.error[0].value)[0]
     assert (copy / "CURRENT").read_text("utf-8") == current
     assert "2000 soldats" in highlight_of(passage_of(ask(at, SOLDIERS)))
+
+
+def test_without_uploads_allowed_the_chat_cannot_change_the_corpus(app):
+    labels = [b.label for b in app.button]
+    assert "Reconstruire l'index" not in labels and "Ajouter au corpus" not in labels and not app.get("file_uploader")
+
+
+def test_documents_uploaded_from_the_chat_get_a_status_each_then_are_answered_and_removed(index_dir, embedder, feedback_file,
+                                                                                          tmp_path, monkeypatch):
+    settings = private_copy(tmp_path, index_dir, embedder)
+    for name, value in {"QA_CORPUS": settings.corpus, "QA_INDEX": settings.index, "QA_JOBS": tmp_path / "jobs", "QA_CHAT_UPLOADS": "1"}.items():
+        monkeypatch.setenv(name, str(value))
+    at = start_app()
+    at.sidebar.get("file_uploader")[0].set_value([("aral.md", ARAL.encode(), "text/markdown"),
+                                                  ("copie.txt", CORPUS_FILE.read_bytes(), "text/plain"),
+                                                  ("photo.txt", bytes(range(256)) * 4, "text/plain")]).run()
+    sidebar_button(at, "Ajouter au corpus").click().run()
+    finished(at, Settings.from_env())
+    lines = file_lines(at)
+    assert "indexé" in lines["aral.md"] and "déjà dans le corpus" in lines["copie.txt"] and "relations-kazakhstan-russie.txt" in lines["copie.txt"]
+    assert "refusé" in lines["photo.txt"] and "photo.txt: " in lines["photo.txt"]
+    assert sorted(p.name for p in settings.corpus.iterdir()) == ["aral.md", "relations-kazakhstan-russie.txt"]
+    assert "1960" in highlight_of(passage_of(ask(at, ARAL_QUESTION)))
+    (removal,) = [s for s in at.sidebar.selectbox if s.label == "Retirer un document"]
+    removal.set_value("Aral").run()
+    sidebar_button(at, "Retirer du corpus").click().run()
+    finished(at, Settings.from_env())
+    assert "retiré" in file_lines(at)["aral.md"]
+    assert sorted(p.name for p in settings.corpus.iterdir()) == ["relations-kazakhstan-russie.txt"]
+    assert [s.options for s in at.sidebar.selectbox if s.label == "Retirer un document"] == [["Relations entre le Kazakhstan et la Russie"]]
+
+
+def finished(at: AppTest, settings: Settings, seconds: float = 180) -> None:
+    """Wait for the session's latest upload or removal to finish, then run the page again."""
+    jobs, job_id = CorpusJobs(settings, load_embedder=lambda: None), at.session_state[ui.CORPUS_JOB]
+    deadline = time.monotonic() + seconds
+    while not jobs.get(job_id).finished:
+        assert time.monotonic() < deadline, jobs.get(job_id)
+        time.sleep(0.3)
+    at.run()
+    assert not at.exception
+
+
+def file_lines(at: AppTest) -> dict[str, str]:
+    """The sidebar's file status lines, visible text by file name."""
+    lines = [rendered(c.value)[0] for c in at.sidebar.caption]
+    return {line.split(" : ", 1)[0]: line for line in lines if " : " in line}
 
 
 def test_votes_are_appended_to_the_feedback_file(app, feedback_file):
@@ -358,6 +412,7 @@ def test_missing_index_is_built_then_used(tmp_path, feedback_file, monkeypatch):
 def test_unusable_index_offers_a_rebuild_that_fixes_it(tmp_path, feedback_file, monkeypatch):
     (tmp_path / "CURRENT").write_text("build-gone", "utf-8")
     monkeypatch.setenv("QA_INDEX", str(tmp_path))
+    monkeypatch.setenv("QA_CHAT_UPLOADS", "1")
     at = start_app()
     assert "build-gone, which is missing" in rendered(at.error[0].value)[0]
     assert at.button[0].label == "Reconstruire l'index"

@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from qa.answer.question import QuestionError
@@ -34,11 +34,15 @@ def main(argv: list[str] | None = None) -> int:
     ask.add_argument("--json", action="store_true", help="one JSON object per question and line")
     ask.add_argument("--article", action="append", metavar="TITLE", help="only this article (title or file name); repeatable")
     chat_help = "start the chat in the browser (streamlit run); other options go to streamlit, e.g. --server.port 8502"
-    commands.add_parser("chat", help=chat_help, description=chat_help)
+    chat = commands.add_parser("chat", help=chat_help, description=chat_help)
+    chat.add_argument("--allow-uploads", action="store_true", help="show the controls that add and remove documents and rebuild (QA_CHAT_UPLOADS)")
     serve = commands.add_parser("serve", help="answer over HTTP: a JSON API (docs/api.md)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1, help="processes, each with its own engine (default 1)")
+    serve.add_argument("--token-file", type=Path, help="a file holding the token that writing (upload, delete, rebuild, feedback) "
+                                                       "needs, sent as `Authorization: Bearer TOKEN` (QA_API_TOKEN_FILE)")
+    serve.add_argument("--private", action="store_true", help="reading needs the token too (QA_API_PRIVATE)")
     evaluate = commands.add_parser("eval", help="measure answers against a question file")
     evaluate.add_argument("file", type=Path, help="questions (JSON lines like eval/dev.jsonl)")
     evaluate.add_argument("--json", action="store_true")
@@ -82,8 +86,14 @@ def main(argv: list[str] | None = None) -> int:
         return {"build": _build, "status": _status, "ask": _ask, "chat": _chat, "serve": _serve, "eval": _eval, "bench": _bench, "train-selector": _train,
                 "train-reader": _train_reader, "calibrate": _calibrate}[args.command](settings, args)
     except (IndexUnusableError, ModelLoadError, FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {as_invoked(str(error))}", file=sys.stderr)
         return 1
+
+
+def as_invoked(message: str) -> str:
+    """``message`` with the commands it names written as this program was started: ``citeqa …``
+    when run as ``citeqa``, ``python -m qa …`` otherwise."""
+    return message if Path(sys.argv[0]).name != "citeqa" else message.replace("`python -m qa ", "`citeqa ")
 
 
 def _build(settings: Settings, args: argparse.Namespace) -> int:
@@ -108,17 +118,15 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status_json(status), ensure_ascii=False))
     else:
-        print(format_status(status))
+        print(as_invoked(format_status(status)))
     return 0 if status.problem is None else 1
 
 
 def _ask(settings: Settings, args: argparse.Namespace) -> int:
-    from qa.engine import open_engine
-
-    engine = open_engine(settings)
+    engine = _engine_built_on_first_use(settings)
     reasons = engine.stale_reasons()
     if reasons:
-        print(f"warning: the index is stale ({', '.join(reasons)}); rebuild with `python -m qa build`", file=sys.stderr)
+        print(as_invoked(f"warning: the index is stale ({', '.join(reasons)}); rebuild with `python -m qa build`"), file=sys.stderr)
     articles = engine.articles_named(args.article) if args.article else None
     status = 0
     for question in args.questions:
@@ -132,15 +140,37 @@ def _ask(settings: Settings, args: argparse.Namespace) -> int:
     return status
 
 
+def _engine_built_on_first_use(settings: Settings):
+    """The engine; an index folder that does not exist yet (the first question after installing)
+    is built first from the corpus, with a progress line, as the chat does."""
+    from qa.engine import build, open_engine, uses_database
+    from qa.store.contract import MissingIndexError
+    from qa.store.model import load_encoder
+
+    embedder = load_encoder(settings)
+    try:
+        return open_engine(settings, embedder)
+    except MissingIndexError:
+        if uses_database(settings):
+            raise
+    print(f"no index yet in {settings.index}: building it from {settings.corpus} (first use)…", file=sys.stderr)
+    report = build(settings, embedder, progress=_progress_bar)
+    for message in report.skipped:
+        print(f"warning: skipped {message}", file=sys.stderr)
+    return open_engine(settings, embedder)
+
+
 def _chat(settings: Settings, args: argparse.Namespace) -> int:
-    """Becomes ``streamlit run qa/chat_app.py`` (this process replaced), with this command's corpus, index and model."""
-    environment = {**os.environ, **settings.environment()}
+    """Becomes ``streamlit run qa/chat_app.py`` (this process replaced), with this command's corpus,
+    index and model (and, with --allow-uploads, the upload controls)."""
+    environment = {**os.environ, **settings.environment(), **({"QA_CHAT_UPLOADS": "1"} if args.allow_uploads else {})}
     os.execve(sys.executable, [sys.executable, "-m", "streamlit", "run", str(PACKAGE_DIR / "chat_app.py"), *args.streamlit_options], environment)
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from qa.tools.serve import serve
 
+    settings = replace(settings, api_token_file=args.token_file or settings.api_token_file, api_private=args.private or settings.api_private)
     serve(settings, args.host, args.port, args.workers)
     return 0
 

@@ -1,9 +1,13 @@
-"""The HTTP JSON API (``citeqa serve``): ask, feedback, status, documents and passages, on FastAPI.
+"""The HTTP JSON API (``citeqa serve``): ask, feedback, status, documents, passages, and changes to
+the corpus (upload, removal, rebuild) run as jobs, on FastAPI.
 
 Each worker process loads one engine at startup (uvicorn's ``--workers N`` runs N processes).
 The answers are the same objects as ``citeqa ask --json`` (``answer_json``), the status the same
-as ``citeqa status --json``; ``/openapi.json`` and ``/docs`` describe every response. Errors are
-a JSON ``{"detail": "…"}`` with a 4xx status (503 when the index cannot answer), never a trace.
+as ``citeqa status --json``; ``/openapi.json`` and ``/docs`` (Swagger UI, from the package: it
+works offline) describe every response. Errors are a JSON ``{"detail": "…"}`` with a 4xx status
+(503 when the index cannot answer), never a trace.
+Writing (upload, delete, rebuild, feedback) needs the token of ``--token-file``
+(``qa.tools.access``), reading too with ``--private``; questions are rate-limited per client.
 """
 
 from __future__ import annotations
@@ -11,13 +15,20 @@ from __future__ import annotations
 import os
 import threading
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, File, Query, Request, Security, UploadFile
+from fastapi import Path as PathParameter
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
+from swagger_ui_bundle import swagger_ui_path
 
 from qa.answer.compose import passage_footnotes
 from qa.answer.question import QuestionError
@@ -27,10 +38,16 @@ from qa.engine import Engine, index_status, open_engine, uses_database
 from qa.ingest.passages import Passage
 from qa.store.contract import IndexUnusableError
 from qa.store.folder import current_build
+from qa.store.model import load_encoder
+from qa.tools.access import ApiToken, RateLimit
+from qa.tools.corpus_jobs import JOB_ID, CorpusChangeError, CorpusJobs, Job, NewFile, UnknownDocumentError
 from qa.tools.shapes import answer_json, footnotes_json, status_json
 from qa.tools.feedback import record_vote
 
 EXAMPLE_QUESTION = "Quelle est la longueur de la frontière ?"
+# The API token, as `Authorization: Bearer TOKEN` (None when the header is missing or of another scheme).
+Credentials = Annotated[HTTPAuthorizationCredentials | None,
+                        Security(HTTPBearer(auto_error=False, description="the token in the file given to `citeqa serve --token-file`"))]
 
 
 # --- what the API reads and answers ------------------------------------------------------------
@@ -153,15 +170,38 @@ class Health(BaseModel):
     status: Literal["ok"]
 
 
+class FileStatusOut(BaseModel):
+    name: str = Field(examples=["aral.md"])
+    status: Literal["queued", "indexing", "indexed", "duplicate", "refused", "removing", "removed"]
+    detail: str | None = Field(description="why it was refused, or which corpus file holds the same content",
+                               examples=["the same content as relations-kazakhstan-russie.txt, in the corpus already"])
+    document: str | None = Field(description="its document's id (for DELETE /documents/{id})", examples=["aral"])
+
+
+class JobOut(BaseModel):
+    """A change to the corpus, run in the background and followed by an incremental rebuild."""
+
+    id: str = Field(examples=["0f5c2d9a4b3e4f6a8c1d2e3f4a5b6c7d"])
+    kind: Literal["upload", "removal", "rebuild"]
+    state: Literal["queued", "running", "done", "failed"] = Field(description="failed: the build failed and the corpus is as before")
+    files: list[FileStatusOut]
+    message: str | None = Field(description="why the build failed")
+    warnings: list[str] = Field(description="corpus files the build skipped, one message each")
+    embedded: int = Field(description="texts embedded so far by the build, of to_embed")
+    to_embed: int
+    created_at: str
+    finished_at: str | None
+
+
 # --- one engine per process ---------------------------------------------------------------------
 
 
 class HttpError(Exception):
-    """A request refused with this status and message."""
+    """A request refused with this status, message and headers."""
 
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
-        self.status, self.detail = status, detail
+        self.status, self.detail, self.headers = status, detail, headers
 
 
 class Service:
@@ -177,6 +217,7 @@ class Service:
         self.lock = threading.Lock()
         self.build = self.current_build()  # read first: a build switched in meanwhile costs one reopen, never a stale engine
         self.engine = open_engine(settings)
+        self.jobs = CorpusJobs(settings, lambda: load_encoder(settings))  # the builds embed with a model of their own
 
     def current_build(self) -> Path | None:
         """The index folder's build in use (None for a database: its store follows rebuilds itself)."""
@@ -216,21 +257,30 @@ def errors(*statuses: int) -> dict:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The API on the index of ``settings`` (default: ``Settings.from_env()``, as each worker of
-    ``citeqa serve`` reads it); the engine is loaded when the server starts."""
+    ``citeqa serve`` reads it); the engine is loaded when the server starts. ValueError when the
+    token file cannot be read, or ``api_private`` has no token file."""
     settings = settings or Settings.from_env()
+    token = ApiToken.from_file(settings.api_token_file) if settings.api_token_file else None
+    if settings.api_private and token is None:
+        raise ValueError("a private API needs a token: give --token-file (or QA_API_TOKEN_FILE)")
+    questions = RateLimit(settings.ask_rate_limit, settings.ask_rate_window)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.service = Service(settings)
         yield
 
-    app = FastAPI(title="citeqa", version="1", lifespan=lifespan,
+    app = FastAPI(title="citeqa", version="1", lifespan=lifespan, docs_url=None,
                   description="Extractive answers with their sentence, passage and footnotes, from the corpus only.")
-    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
+    app.add_middleware(BodyLimit, limit=settings.max_request_bytes, upload_limit=settings.max_upload_bytes, token=token)
+    if origins := [o.strip() for o in settings.api_cors_origins.split(",") if o.strip()]:
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type"])
+    app.mount("/docs/assets", StaticFiles(directory=swagger_ui_path), name="swagger-ui")
 
     @app.exception_handler(HttpError)
     async def refused(request: Request, error: HttpError) -> JSONResponse:
-        return JSONResponse({"detail": error.detail}, status_code=error.status)
+        return JSONResponse({"detail": error.detail}, status_code=error.status, headers=error.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -247,30 +297,88 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def service(request: Request) -> Service:
         return request.app.state.service
 
-    @app.post("/ask", response_model=AnswerOut, responses=errors(400, 404, 413, 422, 503))
+    def token_holder(credentials: Credentials) -> None:
+        """Only whoever sends the token (401 otherwise)."""
+        if token is None:
+            raise HttpError(403, "this server takes no changes: start it with `citeqa serve --token-file FILE`")
+        if credentials is None:
+            raise HttpError(401, "this needs the API token: send the header `Authorization: Bearer TOKEN`", {"WWW-Authenticate": "Bearer"})
+        if not token.matches(credentials.credentials):
+            raise HttpError(401, "wrong API token", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+    def within_rate_limit(request: Request) -> None:
+        """At most QA_ASK_RATE_LIMIT questions per client per QA_ASK_RATE_WINDOW seconds (429 otherwise)."""
+        if wait := questions.wait_for(request.client.host if request.client else "unknown"):
+            raise HttpError(429, f"too many questions: at most {settings.ask_rate_limit} per {settings.ask_rate_window} s "
+                                 f"from one client; retry in {wait} s", {"Retry-After": str(wait)})
+
+    writes = [Depends(token_holder)]
+    reads = writes if settings.api_private else []  # with --private, reading needs the token too
+    read_errors, write_errors = (401, 403) if settings.api_private else (), (401, 403)
+
+    @app.post("/ask", response_model=AnswerOut, dependencies=[*reads, Depends(within_rate_limit)],
+              responses=errors(400, 404, 413, 422, 429, 503, *read_errors))
     def ask(request: Request, body: Ask) -> dict:
         """Answer a question: the same object as ``citeqa ask --json``."""
         return answer_json(service(request).ask(body))
 
-    @app.post("/feedback", response_model=VoteRecord, responses=errors(400, 404, 413, 422, 503))
+    @app.post("/feedback", response_model=VoteRecord, dependencies=[*writes, Depends(within_rate_limit)],
+              responses=errors(400, 404, 413, 422, 429, 503, *write_errors))
     def feedback(request: Request, body: Vote) -> dict:
         """Ask the question again and record a 👍/👎 vote on its answer, as the chat does
         (``feedback.jsonl``, or the file QA_FEEDBACK names)."""
         return record_vote(service(request).ask(body), body.vote)
 
-    @app.get("/status", response_model=StatusOut)
+    @app.post("/documents", status_code=202, response_model=JobOut, dependencies=writes, responses=errors(409, 413, 422, *write_errors))
+    def add_documents(request: Request, files: Annotated[list[UploadFile], File(description="one or more corpus files")]) -> JSONResponse:
+        """Add files to the corpus: a job, to follow at ``GET /jobs/{id}``, checks each (name,
+        size, content already in the corpus, readable by the corpus's reader), moves those
+        accepted into the corpus folder and rebuilds the index incrementally in the background."""
+        added = [NewFile(f.filename or "", f.file.read(settings.max_document_bytes + 1)) for f in files]
+        return job_answer(changing(lambda: service(request).jobs.add(added)))
+
+    @app.delete("/documents/{document_id}", status_code=202, response_model=JobOut, dependencies=writes,
+                responses=errors(404, 409, 422, *write_errors))
+    def remove_document(request: Request, document_id: str) -> JSONResponse:
+        """Remove a document (its file and its sources' texts) from the corpus and rebuild: a job."""
+        return job_answer(changing(lambda: service(request).jobs.remove(document_id)))
+
+    @app.post("/rebuild", status_code=202, response_model=JobOut, dependencies=writes, responses=errors(*write_errors))
+    def rebuild(request: Request) -> JSONResponse:
+        """Rebuild the index from the corpus folder (incrementally): a job."""
+        return job_answer(service(request).jobs.rebuild())
+
+    @app.get("/jobs/{job_id}", response_model=JobOut, dependencies=reads, responses=errors(404, 422, *read_errors))
+    def job(request: Request, job_id: Annotated[str, PathParameter(pattern=JOB_ID.pattern, description="as POST /documents answered it")]) -> dict:
+        """A job's state and each of its files' status (``queued``, ``indexing``, ``indexed``,
+        ``duplicate``, ``refused`` with the reason; ``removing``, ``removed``)."""
+        found = service(request).jobs.get(job_id)
+        if found is None:
+            raise HttpError(404, f"no job with id {job_id!r}")
+        return asdict(found)
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(request: Request) -> HTMLResponse:
+        """Swagger UI, its script and style served from the package (swagger-ui-bundle-v2)."""
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(openapi_url=f"{root}{app.openapi_url}", title="citeqa API",
+                                   swagger_js_url=f"{root}/docs/assets/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{root}/docs/assets/swagger-ui.css",
+                                   swagger_favicon_url=f"{root}/docs/assets/favicon-32x32.png")
+
+    @app.get("/status", response_model=StatusOut, dependencies=reads, responses=errors(*read_errors))
     def status() -> dict:
         """The index: documents, passages, model, when built, stale or not (``citeqa status --json``)."""
         return status_json(index_status(settings))
 
-    @app.get("/documents", response_model=list[DocumentOut], responses=errors(503))
+    @app.get("/documents", response_model=list[DocumentOut], dependencies=reads, responses=errors(503, *read_errors))
     def documents(request: Request) -> list[dict]:
         """The indexed articles."""
         with service(request).lock:
             store = service(request).fresh_engine().store
             return [{"id": d.doc_id, "title": d.title, "references": len(d.references)} for d in store.documents.values()]
 
-    @app.get("/passages/{passage_id:path}", response_model=PassageOut, responses=errors(404, 422, 503))
+    @app.get("/passages/{passage_id:path}", response_model=PassageOut, dependencies=reads, responses=errors(404, 422, 503, *read_errors))
     def passage(request: Request, passage_id: str, around: Annotated[int, Query(ge=0, le=5)] = 1) -> dict:
         """A passage with its footnotes' references, among ``around`` passages before and after it."""
         with service(request).lock:
@@ -286,6 +394,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     return app
+
+
+def changing(change) -> Job:
+    """The job ``change()`` submits; a change the corpus cannot take is a 404 (no such
+    document) or a 409 (the corpus is the bundled article)."""
+    try:
+        return change()
+    except UnknownDocumentError as error:
+        raise HttpError(404, str(error)) from None
+    except CorpusChangeError as error:
+        raise HttpError(409, str(error)) from None
+
+
+def job_answer(job: Job) -> JSONResponse:
+    """202 with the job, and where to follow it."""
+    return JSONResponse(asdict(job), status_code=202, headers={"Location": f"/jobs/{job.id}"})
 
 
 def passage_json(passage: Passage, context: list[Passage], footnotes: list[dict]) -> dict:
@@ -306,18 +430,27 @@ def validation_message(error: RequestValidationError) -> str:
 
 
 class BodyLimit:
-    """Refuse (413) a request body above ``limit`` bytes, by its Content-Length or as it arrives,
-    before the application reads any of it; the body read is handed on as one message."""
+    """Refuse (413) a request body above ``limit`` bytes (``upload_limit`` for an upload that
+    carries the token), by its Content-Length or as it arrives, before the application reads any
+    of it; the body read is handed on as one message."""
 
-    def __init__(self, app, limit: int) -> None:
-        self.app, self.limit = app, limit
+    def __init__(self, app, limit: int, upload_limit: int, token: ApiToken | None) -> None:
+        self.app, self.default_limit, self.upload_limit, self.token = app, limit, upload_limit, token
+
+    def limit_for(self, scope) -> int:
+        if (scope["method"], scope["path"]) == ("POST", "/documents") and self.token is not None:
+            scheme, _, presented = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and self.token.matches(presented.strip()):
+                return self.upload_limit
+        return self.default_limit
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        limit = self.limit_for(scope)
         declared = dict(scope["headers"]).get(b"content-length", b"0")
-        if not declared.isdigit() or int(declared) > self.limit:
-            return await self.too_large(scope, receive, send)
+        if not declared.isdigit() or int(declared) > limit:
+            return await self.too_large(limit, scope, receive, send)
         chunks, size, more = [], 0, True
         while more:
             message = await receive()
@@ -325,8 +458,8 @@ class BodyLimit:
                 return
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
-            if size > self.limit:
-                return await self.too_large(scope, receive, send)
+            if size > limit:
+                return await self.too_large(limit, scope, receive, send)
             more = message.get("more_body", False)
         body, replayed = b"".join(chunks), False
 
@@ -339,8 +472,8 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def too_large(self, scope, receive, send) -> None:
-        await JSONResponse({"detail": f"the request body is over {self.limit} bytes"}, status_code=413)(scope, receive, send)
+    async def too_large(self, limit: int, scope, receive, send) -> None:
+        await JSONResponse({"detail": f"the request body is over {limit} bytes"}, status_code=413)(scope, receive, send)
 
 
 def serve(settings: Settings, host: str, port: int, workers: int) -> None:
@@ -350,5 +483,8 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
 
     if problem := index_status(settings).problem:
         raise IndexUnusableError(problem)
-    os.environ.update(settings.environment())  # read by each worker
+    create_app(settings)  # a bad token file, or --private without one, is refused before any worker starts
+    token_file = str(settings.api_token_file.resolve()) if settings.api_token_file else ""
+    os.environ.update({**settings.environment(), "QA_API_TOKEN_FILE": token_file,  # read by each worker
+                       "QA_API_PRIVATE": "1" if settings.api_private else "0"})
     uvicorn.run("qa.tools.serve:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")

@@ -1,6 +1,6 @@
 """One question → one Answer, as the list of its stages:
 
-retrieve → candidates → read (with a reader) → choose → judge → compose.
+understand (after the conversation's earlier turns) → retrieve → candidates → read (with a reader) → choose → judge → compose.
 
 Each stage takes the typed output of those before it and calls none of them. Nothing is
 generated: the answer is a sentence of one of the top passages with the short answer the reader
@@ -9,13 +9,16 @@ found inside it and the references its footnote markers point to.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Sequence
 
 from qa.answer.candidates import DEPTH, find_candidates
 from qa.answer.choose import choose
 from qa.answer.compose import compose, nothing_found
+from qa.answer.conversation import Turn, understand
 from qa.answer.judge import ConfidenceModel, judge
-from qa.answer.question import read_question
+from qa.answer.question import Question, read_question
+from qa.answer.sources import source_question
 from qa.answer.ranking import SentenceModel
 from qa.answer.reader import Reader
 from qa.answer.reading import read
@@ -40,10 +43,19 @@ class AnswerModels:
 
 def answer_question(
     question: str, retriever: Retriever, models: AnswerModels, k: int, max_chars: int = 1000, articles: Articles = None,
+    history: Sequence[Turn] = (),
 ) -> Answer:
-    """The answer to a question from the k best passages (of the given articles only, if any)."""
-    asked = read_question(question, max_chars)
+    """The answer to a question from the k best passages (of the given articles only, if any),
+    read after the conversation's earlier turns (oldest first), if any."""
+    typed = read_question(question, max_chars)
+    understood = understand(typed.text, history)
+    asked = Question(understood.text, typed.language, source_question(understood.text)) if understood.completed else typed
     retrieval = retriever.search(asked.query, max(k, DEPTH) + GROUPING_SLACK, articles)
+    answer = _answer(asked, retrieval, retriever, models, k)
+    return replace(answer, question=typed.text, understood_as=understood.text)
+
+
+def _answer(asked: Question, retrieval, retriever: Retriever, models: AnswerModels, k: int) -> Answer:
     if not retrieval.hits:
         return nothing_found(asked)
     found = find_candidates(retrieval, models.sentence)

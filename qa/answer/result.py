@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from qa.answer.conversation import Turn
 from qa.ingest.passages import Passage
 
 NO_ANSWER = {
@@ -57,11 +58,23 @@ class Answer:
     confidence: float | None = None  # the probability that the answering sentence is right (None: no reader)
     asks_source: bool = False  # the question asks which source says a fact
     signals: tuple[float, ...] = ()  # what the confidence models read (qa.answer.judge.SIGNALS)
+    # The question as answered: completed with words of the conversation (qa.answer.conversation),
+    # or the question itself.
+    understood_as: str = ""
+
+    @property
+    def completed(self) -> bool:
+        """Whether the question was completed with words of the conversation before it."""
+        return bool(self.understood_as) and self.understood_as != self.question
 
     @property
     def message(self) -> str | None:
         """What to say instead of an answer when the corpus does not answer."""
         return None if self.answered else NO_ANSWER[self.language]
+
+    def as_turn(self) -> Turn:
+        """This question and the passage that answered it (none if it abstained), as an earlier turn."""
+        return Turn(self.question, self.passages[0].passage.text if self.answered and self.passages else None)
 
     @property
     def sources(self) -> tuple[Source, ...]:

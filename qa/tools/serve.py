@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from qa.answer.compose import passage_footnotes
+from qa.answer.conversation import Turn
 from qa.answer.question import QuestionError
 from qa.answer.result import Answer
 from qa.config import Settings
@@ -69,6 +70,7 @@ class AnswerOut(BaseModel):
     """An answer, as ``citeqa ask --json`` prints it."""
 
     question: str = Field(examples=[EXAMPLE_QUESTION])
+    understood_as: str = Field(description="the question as answered: completed with words of the history, or the question itself")
     answered: bool
     answer_text: str | None = Field(description="the short answer (or, when asks_source, the references' text)", examples=["6 846 km"])
     answer_start: int | None = Field(description="where answer_text starts in the text of answer_passage")
@@ -82,6 +84,15 @@ class AnswerOut(BaseModel):
     passages: list[AnswerPassageOut]
 
 
+class EarlierTurn(BaseModel):
+    """A turn of the conversation before the question."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    question: str = Field(max_length=10_000)
+    answer_passage: str | None = Field(None, description="the id of the passage that answered it (its answer's answer_passage), if any")
+
+
 class Ask(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [{"question": EXAMPLE_QUESTION, "k": 3}]})
 
@@ -89,6 +100,8 @@ class Ask(BaseModel):
                                                    "characters (1000 by default): else a 422 says why")
     k: int | None = Field(None, ge=1, le=20, description="passages to return (default 3)")
     articles: list[str] | None = Field(None, max_length=100, description="only these articles (title or file name)")
+    history: list[EarlierTurn] | None = Field(None, max_length=50, description="the conversation's earlier turns, oldest first: "
+                                              "a follow-up question is completed with their words (understood_as)")
 
 
 class Vote(Ask):
@@ -199,9 +212,17 @@ class Service:
             except ValueError as error:
                 raise HttpError(404, str(error)) from None
             try:
-                return engine.ask(request.question, request.k, articles)
+                return engine.ask(request.question, request.k, articles, earlier_turns(engine, request.history or []))
             except QuestionError as error:
                 raise HttpError(422, str(error)) from None
+
+
+def earlier_turns(engine: Engine, history: list[EarlierTurn]) -> list[Turn]:
+    """A request's history as the engine's turns; an unknown answer_passage is a 422."""
+    try:
+        return [engine.turn(turn.question, turn.answer_passage) for turn in history]
+    except ValueError as error:
+        raise HttpError(422, str(error)) from None
 
 
 # --- the application ----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ def answer_json(answer: Answer) -> dict:
     """The --json shape of an answer."""
     return {
         "question": answer.question,
+        "understood_as": answer.understood_as or answer.question,
         "answered": answer.answered,
         "answer_text": answer.answer_text,
         "answer_start": span[0] if (span := answer.passages[0].answer if answer.passages else None) else None,
@@ -53,6 +54,8 @@ def format_answer(answer: Answer) -> str:
     """A terminal rendering: the short answer, the sentence that says it and its source, then each
     passage (the answering sentence between »» ««) and its notes."""
     lines = [f"Q: {answer.question}"]
+    if answer.completed:
+        lines.append(f"   ({'compris comme' if answer.language == 'fr' else 'understood as'} : {answer.understood_as})")
     if answer.message:
         lines.append(answer.message + (" Peut-être utile :" if answer.language == "fr" else " Possibly useful:"))
     elif answer.passages:

@@ -36,11 +36,14 @@ class Engine:
     retriever: Retriever
     models: AnswerModels  # the sentence model, and the reader and the models trained on its scores
 
-    def ask(self, question: str, k: int | None = None, articles: Articles = None, history: Sequence[Turn] = ()) -> Answer:
-        """The answer to a question, read after the conversation's earlier turns (oldest first), if any."""
+    def ask(
+        self, question: str, k: int | None = None, articles: Articles = None, history: Sequence[Turn] = (), explain: bool = False,
+    ) -> Answer:
+        """The answer to a question, read after the conversation's earlier turns (oldest first), if
+        any; with ``explain``, why each passage was shown."""
         self.store.follow_current()
         return answer_question(
-            question, self.retriever, self.models, k or self.settings.top_k, self.settings.max_question_chars, articles, history,
+            question, self.retriever, self.models, k or self.settings.top_k, self.settings.max_question_chars, articles, history, explain,
         )
 
     def turn(self, question: str, answer_passage: str | None = None) -> Turn:

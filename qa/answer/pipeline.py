@@ -1,6 +1,7 @@
 """One question → one Answer, as the list of its stages:
 
-understand (after the conversation's earlier turns) → retrieve → candidates → read (with a reader) → choose → judge → compose.
+understand (after the conversation's earlier turns) → retrieve → candidates → read (with a reader)
+→ choose → judge → compose (→ explain, when asked).
 
 Each stage takes the typed output of those before it and calls none of them. Nothing is
 generated: the answer is a sentence of one of the top passages with the short answer the reader
@@ -16,6 +17,7 @@ from qa.answer.candidates import DEPTH, find_candidates
 from qa.answer.choose import choose
 from qa.answer.compose import compose, nothing_found
 from qa.answer.conversation import Turn, understand
+from qa.answer.explain import explain_matches
 from qa.answer.judge import ConfidenceModel, judge
 from qa.answer.question import Question, read_question
 from qa.answer.sources import source_question
@@ -43,23 +45,21 @@ class AnswerModels:
 
 def answer_question(
     question: str, retriever: Retriever, models: AnswerModels, k: int, max_chars: int = 1000, articles: Articles = None,
-    history: Sequence[Turn] = (),
+    history: Sequence[Turn] = (), explain: bool = False,
 ) -> Answer:
     """The answer to a question from the k best passages (of the given articles only, if any),
-    read after the conversation's earlier turns (oldest first), if any."""
+    read after the conversation's earlier turns (oldest first), if any; with ``explain``, why
+    each passage was shown."""
     typed = read_question(question, max_chars)
     understood = understand(typed.text, history)
     asked = Question(understood.text, typed.language, source_question(understood.text)) if understood.completed else typed
     retrieval = retriever.search(asked.query, max(k, DEPTH) + GROUPING_SLACK, articles)
-    answer = _answer(asked, retrieval, retriever, models, k)
-    return replace(answer, question=typed.text, understood_as=understood.text)
-
-
-def _answer(asked: Question, retrieval, retriever: Retriever, models: AnswerModels, k: int) -> Answer:
     if not retrieval.hits:
-        return nothing_found(asked)
+        return replace(nothing_found(asked), question=typed.text, understood_as=understood.text)
     found = find_candidates(retrieval, models.sentence)
     readings = read(models.reader, retrieval, found, models.read_windows) if models.reader else None
     choice = choose(found, readings, models.choice)
     verdict = judge(asked, choice, retrieval, models.confidence, retriever.store)
-    return compose(asked, retrieval, choice, verdict, retriever.store, k)
+    answer = compose(asked, retrieval, choice, verdict, retriever.store, k)
+    explanations = explain_matches([p.passage for p in answer.passages], retrieval, found, readings) if explain else ()
+    return replace(answer, question=typed.text, understood_as=understood.text, explanations=explanations)

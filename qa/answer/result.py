@@ -45,6 +45,20 @@ class AnswerPassage:
 
 
 @dataclass(frozen=True)
+class MatchExplanation:
+    """How one passage shown matched the question (ranks are among the passages retrieved)."""
+
+    passage_id: str
+    terms: tuple[str, ...]  # the question's terms the passage holds, as the passage writes them
+    spans: tuple[tuple[int, int], ...]  # where they are in passage.text
+    dense: float  # the dense score (mean cosine to the passage and to its best sentence)
+    dense_rank: int
+    lexical: float  # BM25 divided by the best BM25 of the question (0: no term in common)
+    lexical_rank: int | None  # None when BM25 did not find it
+    reader: float | None  # the reader's best margin in the passage (best span minus "not here"); None: not read
+
+
+@dataclass(frozen=True)
 class Answer:
     question: str
     language: str  # "fr" or "en": the language of the question, used for messages
@@ -61,6 +75,7 @@ class Answer:
     # The question as answered: completed with words of the conversation (qa.answer.conversation),
     # or the question itself.
     understood_as: str = ""
+    explanations: tuple[MatchExplanation, ...] = ()  # why each passage was shown, in order (when asked for)
 
     @property
     def completed(self) -> bool:

@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     ask.add_argument("-k", type=int, help="number of passages (default 3)")
     ask.add_argument("--json", action="store_true", help="one JSON object per question and line")
     ask.add_argument("--article", action="append", metavar="TITLE", help="only this article (title or file name); repeatable")
+    ask.add_argument("--explain", action="store_true", help="with --json: why each passage was shown (its terms, dense and BM25 ranks, reader)")
     ask.add_argument("--conversation", action="store_true", help="the questions are one conversation, in order: each is read after those before it")
     chat_help = "start the chat in the browser (streamlit run); other options go to streamlit, e.g. --server.port 8502"
     commands.add_parser("chat", help=chat_help, description=chat_help)
@@ -129,7 +130,7 @@ def _ask(settings: Settings, args: argparse.Namespace) -> int:
     status, history = 0, []
     for question in args.questions:
         try:
-            answer = engine.ask(question, args.k, articles, history if args.conversation else ())
+            answer = engine.ask(question, args.k, articles, history if args.conversation else (), args.explain)
         except QuestionError as error:
             print(f"error: {error}", file=sys.stderr)
             status = 1

@@ -54,6 +54,18 @@ class SameFact(BaseModel):
     footnotes: list[FootnoteOut]
 
 
+class MatchOut(BaseModel):
+    """Why a passage was shown (with "explain": true); ranks are among the passages retrieved."""
+
+    terms: list[str] = Field(description="the question's terms the passage holds, as it writes them")
+    term_spans: list[list[int]] = Field(description="where they are in text: [start, end] each")
+    dense: float = Field(description="dense score: mean cosine to the passage and its best sentence")
+    dense_rank: int
+    lexical: float = Field(description="BM25 divided by the question's best BM25")
+    lexical_rank: int | None = Field(description="null when BM25 did not find it")
+    reader: float | None = Field(description="the reader's best margin in the passage (best span minus 'not here'); null: not read")
+
+
 class AnswerPassageOut(BaseModel):
     id: str = Field(examples=["relations-kazakhstan-russie-0001"])
     rank: int = Field(examples=[1])
@@ -64,6 +76,7 @@ class AnswerPassageOut(BaseModel):
     answer_sentence: str | None = Field(description="the answering sentence, when it is in this passage")
     footnotes: list[FootnoteOut]
     same_fact_in: list[SameFact] = Field(description="passages of other articles saying the same sentence")
+    why: MatchOut | None = Field(None, description="why it was shown (only with \"explain\": true)")
 
 
 class AnswerOut(BaseModel):
@@ -102,6 +115,7 @@ class Ask(BaseModel):
     articles: list[str] | None = Field(None, max_length=100, description="only these articles (title or file name)")
     history: list[EarlierTurn] | None = Field(None, max_length=50, description="the conversation's earlier turns, oldest first: "
                                               "a follow-up question is completed with their words (understood_as)")
+    explain: bool = Field(False, description="say why each passage was shown (each passage's why)")
 
 
 class Vote(Ask):
@@ -212,7 +226,7 @@ class Service:
             except ValueError as error:
                 raise HttpError(404, str(error)) from None
             try:
-                return engine.ask(request.question, request.k, articles, earlier_turns(engine, request.history or []))
+                return engine.ask(request.question, request.k, articles, earlier_turns(engine, request.history or []), request.explain)
             except QuestionError as error:
                 raise HttpError(422, str(error)) from None
 

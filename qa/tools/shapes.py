@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from qa.answer.result import Answer, Footnote
+from qa.answer.result import Answer, Footnote, MatchExplanation
 
 
 def answer_json(answer: Answer) -> dict:
@@ -39,9 +39,19 @@ def answer_json(answer: Answer) -> dict:
                      "footnotes": footnotes_json(s.footnotes)}
                     for s in p.same_fact
                 ],
+                "why": explanation_json(why) if why else None,
             }
-            for p in answer.passages
+            for p, why in zip(answer.passages, answer.explanations or [None] * len(answer.passages))
         ],
+    }
+
+
+def explanation_json(why: MatchExplanation) -> dict:
+    """The --json shape of why a passage was shown."""
+    return {
+        "terms": list(why.terms), "term_spans": [list(span) for span in why.spans],
+        "dense": why.dense, "dense_rank": why.dense_rank, "lexical": why.lexical, "lexical_rank": why.lexical_rank,
+        "reader": why.reader,
     }
 
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from qa.answer.candidates import FEATURES
+from qa.answer.conversation import Turn
 from qa.answer.judge import CALIBRATION, Calibration
 from qa.answer.pipeline import AnswerModels, answer_question
 from qa.answer.ranking import SENTENCE_MODEL, SentenceModel
@@ -34,9 +36,24 @@ class Engine:
     retriever: Retriever
     models: AnswerModels  # the sentence model, and the reader with its calibration
 
-    def ask(self, question: str, k: int | None = None, articles: Articles = None) -> Answer:
+    def ask(
+        self, question: str, k: int | None = None, articles: Articles = None, history: Sequence[Turn] = (), explain: bool = False,
+    ) -> Answer:
+        """The answer to a question, read after the conversation's earlier turns (oldest first), if
+        any; with ``explain``, why each passage was shown."""
         self.store.follow_current()
-        return answer_question(question, self.retriever, self.models, k or self.settings.top_k, self.settings.max_question_chars, articles)
+        return answer_question(
+            question, self.retriever, self.models, k or self.settings.top_k, self.settings.max_question_chars, articles, history, explain,
+        )
+
+    def turn(self, question: str, answer_passage: str | None = None) -> Turn:
+        """An earlier turn of a conversation: its question and the id of the passage that answered it, if any."""
+        if answer_passage is None:
+            return Turn(question)
+        passage = self.store.passage_with_id(answer_passage)
+        if passage is None:
+            raise ValueError(f"no passage with id {answer_passage!r} (an earlier turn's answer_passage)")
+        return Turn(question, passage.text)
 
     def articles_named(self, names: list[str]) -> frozenset[str]:
         """The ids of the articles given by title or file name (any case or accents)."""

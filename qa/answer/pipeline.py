@@ -1,6 +1,7 @@
 """One question → one Answer, as the list of its stages:
 
-retrieve → candidates → read (with a reader) → choose → judge → compose.
+understand (after the conversation's earlier turns) → retrieve → candidates → read (with a reader)
+→ choose → judge → compose (→ explain, when asked).
 
 Each stage takes the typed output of those before it and calls none of them. Nothing is
 generated: the answer is a sentence of one of the top passages with the short answer the reader
@@ -9,16 +10,20 @@ found inside it and the references its footnote markers point to.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Sequence
 
 from qa.answer.candidates import DEPTH, find_candidates
 from qa.answer.choose import Choice, choose
 from qa.answer.compose import compose, nothing_found
+from qa.answer.conversation import Turn, understand
+from qa.answer.explain import explain_matches
 from qa.answer.judge import Calibration, judge
 from qa.answer.question import Question, read_question
+from qa.answer.sources import source_question
 from qa.answer.ranking import SentenceModel
 from qa.answer.reader import Reader
-from qa.answer.reading import read
+from qa.answer.reading import Span, read
 from qa.answer.result import Answer
 from qa.answer.retrieve import Retrieval, Retriever
 from qa.store.contract import Articles
@@ -37,26 +42,40 @@ class AnswerModels:
     read_windows: int = 3  # windows the reader reads per question
 
 
-def choice_for(question: Question, retriever: Retriever, models: AnswerModels, depth: int,
-               articles: Articles = None) -> tuple[Retrieval, Choice] | None:
-    """The stages before the judge: the passages found and the answer chosen among them (None: no
-    passage found)."""
+@dataclass(frozen=True)
+class Chosen:
+    """What the stages before the judge hand on: the passages found, the reader's span in each
+    window it read (most answerable first; None without a reader), and the answer chosen."""
+
+    retrieval: Retrieval
+    spans: list[Span] | None
+    choice: Choice
+
+
+def choice_for(question: Question, retriever: Retriever, models: AnswerModels, depth: int, articles: Articles = None) -> Chosen | None:
+    """The stages before the judge: retrieve, candidates, read, choose (None: no passage found)."""
     retrieval = retriever.search(question.query, max(depth, DEPTH), articles)
     if not retrieval.hits:
         return None
     found = find_candidates(retrieval, models.sentence)
     spans = read(models.reader, retrieval, found, models.read_windows) if models.reader else None
-    return retrieval, choose(found, spans)
+    return Chosen(retrieval, spans, choose(found, spans))
 
 
 def answer_question(
     question: str, retriever: Retriever, models: AnswerModels, k: int, max_chars: int = 1000, articles: Articles = None,
+    history: Sequence[Turn] = (), explain: bool = False,
 ) -> Answer:
-    """The answer to a question from the k best passages (of the given articles only, if any)."""
-    asked = read_question(question, max_chars)
+    """The answer to a question from the k best passages (of the given articles only, if any),
+    read after the conversation's earlier turns (oldest first), if any; with ``explain``, why
+    each passage was shown."""
+    typed = read_question(question, max_chars)
+    understood = understand(typed.text, history)
+    asked = Question(understood.text, typed.language, source_question(understood.text)) if understood.completed else typed
     chosen = choice_for(asked, retriever, models, k + GROUPING_SLACK, articles)
     if chosen is None:
-        return nothing_found(asked)
-    retrieval, choice = chosen
-    verdict = judge(asked, choice, retrieval, models.calibration, retriever.store)
-    return compose(asked, retrieval, choice, verdict, retriever.store, k)
+        return replace(nothing_found(asked), question=typed.text, understood_as=understood.text)
+    verdict = judge(asked, chosen.choice, chosen.retrieval, models.calibration, retriever.store)
+    answer = compose(asked, chosen.retrieval, chosen.choice, verdict, retriever.store, k)
+    explanations = explain_matches([p.passage for p in answer.passages], chosen.retrieval, chosen.spans) if explain else ()
+    return replace(answer, question=typed.text, understood_as=understood.text, explanations=explanations)

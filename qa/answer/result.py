@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from qa.answer.conversation import Turn
 from qa.ingest.passages import Passage
 
 NO_ANSWER = {
@@ -44,6 +45,20 @@ class AnswerPassage:
 
 
 @dataclass(frozen=True)
+class MatchExplanation:
+    """How one passage shown matched the question (ranks are among the passages retrieved)."""
+
+    passage_id: str
+    terms: tuple[str, ...]  # the question's terms the passage holds, as the passage writes them
+    spans: tuple[tuple[int, int], ...]  # where they are in passage.text
+    dense: float  # the dense score (mean cosine to the passage and to its best sentence)
+    dense_rank: int
+    lexical: float  # BM25 divided by the best BM25 of the question (0: no term in common)
+    lexical_rank: int | None  # None when BM25 did not find it
+    reader: float | None  # the reader's best answerability logit in the passage (above 0: it takes it to answer); None: not read
+
+
+@dataclass(frozen=True)
 class Answer:
     question: str
     language: str  # "fr" or "en": the language of the question, used for messages
@@ -57,11 +72,24 @@ class Answer:
     confidence: float | None = None  # the probability that the answer shown is right (None: no reader, or no answer shown)
     asks_source: bool = False  # the question asks which source says a fact
     answerability: float | None = None  # the reader's answerability logit for its best answer (None: no reader)
+    # The question as answered: completed with words of the conversation (qa.answer.conversation),
+    # or the question itself.
+    understood_as: str = ""
+    explanations: tuple[MatchExplanation, ...] = ()  # why each passage was shown, in order (when asked for)
+
+    @property
+    def completed(self) -> bool:
+        """Whether the question was completed with words of the conversation before it."""
+        return bool(self.understood_as) and self.understood_as != self.question
 
     @property
     def message(self) -> str | None:
         """What to say instead of an answer when the corpus does not answer."""
         return None if self.answered else NO_ANSWER[self.language]
+
+    def as_turn(self) -> Turn:
+        """This question and the passage that answered it (none if it abstained), as an earlier turn."""
+        return Turn(self.question, self.passages[0].passage.text if self.answered and self.passages else None)
 
     @property
     def sources(self) -> tuple[Source, ...]:

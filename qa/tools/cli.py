@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     ask.add_argument("-k", type=int, help="number of passages (default 3)")
     ask.add_argument("--json", action="store_true", help="one JSON object per question and line")
     ask.add_argument("--article", action="append", metavar="TITLE", help="only this article (title or file name); repeatable")
+    ask.add_argument("--explain", action="store_true", help="with --json: why each passage was shown (its terms, dense and BM25 ranks, reader)")
+    ask.add_argument("--conversation", action="store_true", help="the questions are one conversation, in order: each is read after those before it")
     chat_help = "start the chat in the browser (streamlit run); other options go to streamlit, e.g. --server.port 8502"
     chat = commands.add_parser("chat", help=chat_help, description=chat_help)
     chat.add_argument("--allow-uploads", action="store_true", help="show the controls that add and remove documents and rebuild (QA_CHAT_UPLOADS)")
@@ -49,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--from-feedback", action="store_true", help="FILE is the chat's feedback.jsonl: replay its 👍 votes")
     evaluate.add_argument("--save", type=Path, metavar="RUN", help="also write each question's outcome to RUN (JSON lines)")
     evaluate.add_argument("--compare", type=Path, metavar="RUN", help="list the questions that got worse (or better) since RUN")
+    evaluate.add_argument("--fold", type=_fold, metavar="I/N", help="a dialogue file: only every N-th dialogue, from the I-th (held-out figures)")
     bench = commands.add_parser("bench", help="time model load, build and each step of answering; index size and memory")
     bench.add_argument("--passages", type=int, default=10_000, help="size of the synthetic corpus (0: real corpus only)")
     bench.add_argument("--seed", type=int, default=0, help="seed of the synthetic corpus")
@@ -128,14 +131,15 @@ def _ask(settings: Settings, args: argparse.Namespace) -> int:
     if reasons:
         print(as_invoked(f"warning: the index is stale ({', '.join(reasons)}); rebuild with `python -m qa build`"), file=sys.stderr)
     articles = engine.articles_named(args.article) if args.article else None
-    status = 0
+    status, history = 0, []
     for question in args.questions:
         try:
-            answer = engine.ask(question, args.k, articles)
+            answer = engine.ask(question, args.k, articles, history if args.conversation else (), args.explain)
         except QuestionError as error:
             print(f"error: {error}", file=sys.stderr)
             status = 1
             continue
+        history.append(answer.as_turn())
         print(json.dumps(answer_json(answer), ensure_ascii=False) if args.json else format_answer(answer))
     return status
 
@@ -177,13 +181,19 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 def _eval(settings: Settings, args: argparse.Namespace) -> int:
     from qa.engine import open_engine
-    from qa.tools.evaluate import case_from_row, compare_runs, evaluate, format_report, read_cases, read_run, write_run
+    from qa.tools.evaluate import (case_from_row, compare_runs, evaluate, evaluate_dialogues, format_report, in_fold, is_dialogue_file,
+                                   read_cases, read_run, write_run)
     from qa.tools.feedback import cases_from_feedback
 
     cases = [case_from_row(row) for row in cases_from_feedback(args.file)] if args.from_feedback else read_cases(args.file)
+    dialogues = bool(cases) and is_dialogue_file(cases)
+    if args.fold and not dialogues:
+        raise ValueError(f"--fold splits dialogues, and {args.file} is not a dialogue file (dialogue, turn, standalone)")
+    if args.fold:
+        cases = in_fold(cases, *args.fold)
     if not cases:
         raise ValueError(f"{args.file} holds no question to evaluate")
-    report, outcomes = evaluate(open_engine(settings), cases)
+    report, outcomes = (evaluate_dialogues if dialogues else evaluate)(open_engine(settings), cases)
     print(json.dumps(report, indent=1) if args.json else format_report(report))
     if args.save:
         write_run(args.save, outcomes)
@@ -215,6 +225,17 @@ def _calibrate(settings: Settings, args: argparse.Namespace) -> int:
 
     calibrate(settings, args.files, args.cross_article, [(file, str(index)) for file, index in args.also], args.output)
     return 0
+
+
+def _fold(text: str) -> tuple[int, int]:
+    """``I/N`` (the I-th of N folds, 1 ≤ I ≤ N) as (I, N)."""
+    try:
+        fold, folds = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not I/N, e.g. 2/2") from None
+    if not 1 <= fold <= folds:
+        raise argparse.ArgumentTypeError(f"{text!r}: the fold I must be between 1 and N")
+    return fold, folds
 
 
 def _int_list(text: str) -> tuple[int, ...]:

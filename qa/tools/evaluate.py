@@ -4,6 +4,10 @@ A question file is JSON lines with ``question``, ``answer`` (a substring of the 
 white space, or null when the corpus does not answer), ``footnotes``, ``lang`` and ``kind``, and
 optionally ``id`` and ``doc`` (the article's file name, for figures by article). A run's outcomes
 can be saved and compared with a later run's: which questions got worse, which better.
+
+A dialogue file (``../shared/eval/conversations/``) has, besides, ``dialogue``, ``turn`` and
+``standalone`` (the question rewritten to stand alone): each turn is asked three ways, alone (as
+if it opened a conversation), with the earlier turns of its dialogue, and in its standalone form.
 """
 
 from __future__ import annotations
@@ -13,11 +17,13 @@ import re
 import time
 import unicodedata
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from qa.answer.conversation import Turn, understand
+from qa.answer.result import Answer
 from qa.engine import Engine
 from qa.ingest.text import squash_spaces
 
@@ -35,6 +41,8 @@ class Case:
     kind: str
     id: str = ""
     doc: str = ""
+    dialogue: str = ""  # in a dialogue file: the dialogue's id
+    standalone: str = ""  # in a dialogue file: the question rewritten to stand alone
 
 
 @dataclass(frozen=True)
@@ -53,7 +61,7 @@ def case_from_row(row: dict) -> Case:
     """A case from one parsed line of a question file."""
     return Case(
         row["question"], row.get("answer"), tuple(row.get("footnotes") or ()), row.get("lang", "?"), row.get("kind", "?"),
-        str(row.get("id", "")), row.get("doc", ""),
+        str(row.get("id", "")), row.get("doc", ""), str(row.get("dialogue", "")), row.get("standalone", ""),
     )
 
 
@@ -70,8 +78,13 @@ def read_cases(path: Path) -> list[Case]:
 
 
 def run_case(engine: Engine, case: Case) -> Outcome:
+    return ask_case(engine, case)[0]
+
+
+def ask_case(engine: Engine, case: Case, history: tuple[Turn, ...] = ()) -> tuple[Outcome, Answer]:
+    """The case's question asked (after the given earlier turns), measured, and its answer."""
     started = time.perf_counter()
-    answer = engine.ask(case.question, k=RANK_DEPTH)
+    answer = engine.ask(case.question, k=RANK_DEPTH, history=history)
     seconds = time.perf_counter() - started
     expected = squash_spaces(case.answer) if case.answer else None
     rank = None
@@ -81,7 +94,7 @@ def run_case(engine: Engine, case: Case) -> Outcome:
     cited = tuple(f.number for f in answer.answer_footnotes)
     span_f1 = token_f1(answer.answer_text, case.answer) if case.answer and answer.answer_text else 0.0
     short_has_answer = holds(case.answer, answer.answer_text)
-    return Outcome(case, rank, sentence_has_answer, span_f1, short_has_answer, answer.answered, cited, seconds)
+    return Outcome(case, rank, sentence_has_answer, span_f1, short_has_answer, answer.answered, cited, seconds), answer
 
 
 def holds(expected: str | None, text: str | None) -> bool:
@@ -157,6 +170,69 @@ def evaluate(engine: Engine, cases: list[Case]) -> tuple[dict, list[Outcome]]:
     return report, outcomes
 
 
+# How a dialogue's turn is asked: alone, with the earlier turns, rewritten to stand alone.
+DIALOGUE_WAYS = ("alone", "conversation", "standalone")
+FOLLOW_UP_KINDS = ("pronoun", "ellipsis", "same-topic")
+
+
+def is_dialogue_file(cases: list[Case]) -> bool:
+    return all(c.dialogue and c.standalone for c in cases)
+
+
+def in_fold(cases: list[Case], fold: int, folds: int) -> list[Case]:
+    """The turns of every ``folds``-th dialogue, from the ``fold``-th (1-based), in file order."""
+    order = list(dict.fromkeys(c.dialogue for c in cases))
+    kept = {d for number, d in enumerate(order) if number % folds == fold - 1}
+    return [c for c in cases if c.dialogue in kept]
+
+
+def evaluate_dialogues(engine: Engine, cases: list[Case]) -> tuple[dict, list[Outcome]]:
+    """Each turn asked the three ways (DIALOGUE_WAYS): figures by way, for all turns, the
+    follow-ups and each kind; with the conversation, each turn follows the engine's own earlier
+    answers. Also the time taken to understand a turn after its dialogue, p50 and p95 in ms.
+    The outcomes returned are the conversation's."""
+    engine.ask(cases[0].question)  # warm-up: the first query pays one-off costs
+    by_way = {
+        "alone": [run_case(engine, c) for c in cases],
+        "conversation": _in_conversation(engine, cases),
+        "standalone": [run_case(engine, replace(c, question=c.standalone)) for c in cases],
+    }
+    kinds = sorted({c.kind for c in cases})
+    groups = {"all": lambda c: True, "follow-ups": lambda c: c.kind in FOLLOW_UP_KINDS,
+              **{f"kind={kind}": (lambda c, kind=kind: c.kind == kind) for kind in kinds}}
+    report = {
+        f"{group} {way}": summarise([o for o in by_way[way] if belongs(o.case)])
+        for group, belongs in groups.items() for way in DIALOGUE_WAYS
+    }
+    report["understanding"] = _understanding_cost(cases)
+    return report, by_way["conversation"]
+
+
+def _in_conversation(engine: Engine, cases: list[Case]) -> list[Outcome]:
+    """Each turn asked after the earlier turns of its dialogue, with the answers the engine gave them."""
+    outcomes, history, dialogue = [], [], None
+    for case in cases:
+        if case.dialogue != dialogue:
+            history, dialogue = [], case.dialogue
+        outcome, answer = ask_case(engine, case, tuple(history))
+        outcomes.append(outcome)
+        history.append(answer.as_turn())
+    return outcomes
+
+
+def _understanding_cost(cases: list[Case]) -> dict:
+    """The time to read each turn with the questions before it (no answers), p50 and p95 in ms."""
+    times, history, dialogue = [], [], None
+    for case in cases:
+        if case.dialogue != dialogue:
+            history, dialogue = [], case.dialogue
+        started = time.perf_counter()
+        understand(case.question, history)
+        times.append((time.perf_counter() - started) * 1000)
+        history.append(Turn(case.question))
+    return {"turns": len(times), "p50_ms": round(float(np.percentile(times, 50)), 3), "p95_ms": round(float(np.percentile(times, 95)), 3)}
+
+
 def outcome_key(case: Case) -> str:
     return case.id or case.question
 
@@ -201,6 +277,12 @@ def format_report(report: dict) -> str:
     short = ["n", "R@1", "R@3", "R@5", "MRR", "sent", "EM", "F1", "A⊇", "fn⊇", "fnP", "fnR", "absP", "absR", "ans✗", "p50ms", "p95ms"]
     rows = [["group", *short]]
     for group, figures in report.items():
+        if "questions" not in figures:
+            continue  # not a group of questions (a dialogue file's understanding cost)
         rows.append([group, *("-" if figures[c] is None else str(figures[c]) for c in columns)])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows)
+    table = "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows)
+    cost = report.get("understanding")
+    if cost:
+        table += f"\nunderstanding a turn after its dialogue: p50 {cost['p50_ms']} ms, p95 {cost['p95_ms']} ms ({cost['turns']} turns)"
+    return table

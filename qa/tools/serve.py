@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from swagger_ui_bundle import swagger_ui_path
 
 from qa.answer.compose import passage_footnotes
+from qa.answer.conversation import Turn
 from qa.answer.question import QuestionError
 from qa.answer.result import Answer
 from qa.config import Settings
@@ -70,6 +71,18 @@ class SameFact(BaseModel):
     footnotes: list[FootnoteOut]
 
 
+class MatchOut(BaseModel):
+    """Why a passage was shown (with "explain": true); ranks are among the passages retrieved."""
+
+    terms: list[str] = Field(description="the question's terms the passage holds, as it writes them")
+    term_spans: list[list[int]] = Field(description="where they are in text: [start, end] each")
+    dense: float = Field(description="dense score: mean cosine to the passage and its best sentence")
+    dense_rank: int
+    lexical: float = Field(description="BM25 divided by the question's best BM25")
+    lexical_rank: int | None = Field(description="null when BM25 did not find it")
+    reader: float | None = Field(description="the reader's best answerability logit in the passage (above 0: it takes it to answer); null: not read")
+
+
 class AnswerPassageOut(BaseModel):
     id: str = Field(examples=["relations-kazakhstan-russie-0001"])
     rank: int = Field(examples=[1])
@@ -82,12 +95,14 @@ class AnswerPassageOut(BaseModel):
     answer_sentence: str | None = Field(description="the answering sentence, when it is in this passage")
     footnotes: list[FootnoteOut]
     same_fact_in: list[SameFact] = Field(description="passages of other articles saying the same sentence")
+    why: MatchOut | None = Field(None, description="why it was shown (only with \"explain\": true)")
 
 
 class AnswerOut(BaseModel):
     """An answer, as ``citeqa ask --json`` prints it."""
 
     question: str = Field(examples=[EXAMPLE_QUESTION])
+    understood_as: str = Field(description="the question as answered: completed with words of the history, or the question itself")
     answered: bool
     answer_text: str | None = Field(description="the short answer (or, when asks_source, the references' text)", examples=["6 846 km"])
     answer_start: int | None = Field(description="where answer_text starts in the text of answer_passage")
@@ -101,6 +116,15 @@ class AnswerOut(BaseModel):
     passages: list[AnswerPassageOut]
 
 
+class EarlierTurn(BaseModel):
+    """A turn of the conversation before the question."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    question: str = Field(max_length=10_000)
+    answer_passage: str | None = Field(None, description="the id of the passage that answered it (its answer's answer_passage), if any")
+
+
 class Ask(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [{"question": EXAMPLE_QUESTION, "k": 3}]})
 
@@ -108,6 +132,9 @@ class Ask(BaseModel):
                                                    "characters (1000 by default): else a 422 says why")
     k: int | None = Field(None, ge=1, le=20, description="passages to return (default 3)")
     articles: list[str] | None = Field(None, max_length=100, description="only these articles (title or file name)")
+    history: list[EarlierTurn] | None = Field(None, max_length=50, description="the conversation's earlier turns, oldest first: "
+                                              "a follow-up question is completed with their words (understood_as)")
+    explain: bool = Field(False, description="say why each passage was shown (each passage's why)")
 
 
 class Vote(Ask):
@@ -243,9 +270,17 @@ class Service:
             except ValueError as error:
                 raise HttpError(404, str(error)) from None
             try:
-                return engine.ask(request.question, request.k, articles)
+                return engine.ask(request.question, request.k, articles, earlier_turns(engine, request.history or []), request.explain)
             except QuestionError as error:
                 raise HttpError(422, str(error)) from None
+
+
+def earlier_turns(engine: Engine, history: list[EarlierTurn]) -> list[Turn]:
+    """A request's history as the engine's turns; an unknown answer_passage is a 422."""
+    try:
+        return [engine.turn(turn.question, turn.answer_passage) for turn in history]
+    except ValueError as error:
+        raise HttpError(422, str(error)) from None
 
 
 # --- the application ----------------------------------------------------------------------------

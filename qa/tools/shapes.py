@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from qa.answer.result import Answer, Footnote
+from qa.answer.result import Answer, Footnote, MatchExplanation
 
 
 def answer_json(answer: Answer) -> dict:
     """The --json shape of an answer."""
     return {
         "question": answer.question,
+        "understood_as": answer.understood_as or answer.question,
         "answered": answer.answered,
         "answer_text": answer.answer_text,
         "answer_start": span[0] if (span := answer.passages[0].answer if answer.passages else None) else None,
@@ -40,9 +41,19 @@ def answer_json(answer: Answer) -> dict:
                      "footnotes": footnotes_json(s.footnotes)}
                     for s in p.same_fact
                 ],
+                "why": explanation_json(why) if why else None,
             }
-            for p in answer.passages
+            for p, why in zip(answer.passages, answer.explanations or [None] * len(answer.passages))
         ],
+    }
+
+
+def explanation_json(why: MatchExplanation) -> dict:
+    """The --json shape of why a passage was shown."""
+    return {
+        "terms": list(why.terms), "term_spans": [list(span) for span in why.spans],
+        "dense": why.dense, "dense_rank": why.dense_rank, "lexical": why.lexical, "lexical_rank": why.lexical_rank,
+        "reader": why.reader,
     }
 
 
@@ -55,6 +66,8 @@ def format_answer(answer: Answer) -> str:
     """A terminal rendering: the short answer, the sentence that says it and its source, then each
     passage (the answering sentence between »» ««) and its notes."""
     lines = [f"Q: {answer.question}"]
+    if answer.completed:
+        lines.append(f"   ({'compris comme' if answer.language == 'fr' else 'understood as'} : {answer.understood_as})")
     if answer.message:
         lines.append(answer.message)
     elif answer.passages:

@@ -59,7 +59,7 @@ def read_questions(engine: Engine, cases: list[Case], source: str, cross_article
         chosen = choice_for(asked, engine.retriever, engine.models, engine.settings.top_k, documents - {article} if cross_article else None)
         if chosen is None:
             continue
-        retrieval, choice = chosen
+        retrieval, choice = chosen.retrieval, chosen.choice
         sentence = retrieval.hits[choice.hit].passage.text[choice.span[0] : choice.span[1]]
         vetoes = vetoes_holding(asked.text, sentence, retrieval, engine.store)
         answerable = bool(case.answer) and not cross_article

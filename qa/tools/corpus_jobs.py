@@ -24,13 +24,16 @@ import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Callable
 
 from qa.config import Settings
 from qa.engine import build
-from qa.ingest.corpus import ARTICLE_SUFFIXES, SOURCES_SUFFIX, file_hashes
-from qa.ingest.documents import CorpusFileError, read_article
+from qa.ingest.corpus import SOURCES_SUFFIX, file_hashes
+from qa.ingest.converted import ReadLimits
+from qa.ingest.documents import CorpusFileError
+from qa.ingest.readers import READERS, read_document
 from qa.locations import BUNDLED_CORPUS
 from qa.store.locking import exclusive
 
@@ -97,8 +100,8 @@ def name_problem(name: str) -> str | None:
         return "the name must be a plain file name: no folder, no '..', not hidden"
     if any(ord(c) < 32 or ord(c) == 127 for c in name):
         return "the name holds control characters"
-    if Path(name).suffix not in ARTICLE_SUFFIXES:
-        return f"the corpus reads {', '.join(ARTICLE_SUFFIXES)} files only"
+    if Path(name).suffix.lower() not in READERS:
+        return f"the corpus reads {', '.join(READERS)} files only"
     return None
 
 
@@ -162,10 +165,9 @@ class CorpusJobs:
 
     def _article_files(self, document_id: str) -> list[Path]:
         """The article files of the corpus folder whose document id (file stem) is ``document_id``."""
-        if name_problem(document_id + ARTICLE_SUFFIXES[0]) is not None:
+        if name_problem(document_id + ".txt") is not None:
             return []
-        return [self.settings.corpus / (document_id + suffix) for suffix in ARTICLE_SUFFIXES
-                if (self.settings.corpus / (document_id + suffix)).is_file()]
+        return [path for path in self.settings.corpus.glob(f"{glob_escape(document_id)}.*") if path.is_file() and path.suffix.lower() in READERS]
 
     def _submit(self, job: Job) -> Job:
         self._forget_old_jobs()
@@ -261,7 +263,7 @@ class CorpusJobs:
                 status.detail = f"a document with id {document_id!r} is in the corpus already: remove it first"
                 continue
             try:
-                read_article(staged)
+                read_document(staged, ReadLimits.of(self.settings))
             except CorpusFileError as error:
                 status.status, status.detail = "refused", str(error).replace(str(staged), status.name)
                 continue

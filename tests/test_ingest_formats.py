@@ -191,6 +191,28 @@ def test_a_text_without_a_blank_line_after_its_title_is_read(tmp_path):
     assert path.read_text("utf-8")[document.sections[0].paragraphs[0].start:].startswith("Le cosmodrome")
 
 
+def test_the_sources_of_an_article_may_be_in_any_format(tmp_path):
+    corpus = tmp_path / "corpus"
+    sources = corpus / f"{CORPUS_FILE.stem}.refs"
+    sources.mkdir(parents=True)
+    (corpus / CORPUS_FILE.name).write_bytes(CORPUS_FILE.read_bytes())
+    (sources / "8.html").write_bytes((DATA / "soundofscience.fr.1927.html").read_bytes())
+    write_docx(read_document(CORPUS_FILE), sources / "9.docx")
+    report_pdf(sources / "10.pdf")
+    (sources / "11.md").write_text("# Ria Novosti\n\nLa frontière sera démarquée en quinze ans.\n", "utf-8")
+    (sources / "12.odt").write_bytes(b"PK\x03\x04")
+    read = read_corpus(corpus)
+    assert [m.split(": ", 1)[1] for m in read.skipped] == ["unsupported file type '.odt' (citeqa reads .docx, .htm, .html, .md, .pdf, .txt)"]
+    added = {s.title.split("]")[0] + "]": s for s in read.documents[0].sections if s.title.startswith("[")}
+    assert sorted(added) == ["[10]", "[11]", "[8]", "[9]"]
+    for number, section in added.items():
+        assert all(p.kind == "source" and p.footnotes == (int(number[1:-1]),) for p in section.paragraphs)
+    assert added["[8]"].paragraphs[0].text.startswith("En réaction à la candidature")  # no title line: the page's text
+    assert added["[8]"].paragraphs[0].file == f"{CORPUS_FILE.stem}.refs/8.html"
+    assert [p.page for p in added["[10]"].paragraphs] == [1, 1, 2, 2, 3]  # the fourth goes on to page 3
+    assert [p.text for p in added["[11]"].paragraphs] == ["# Ria Novosti", "La frontière sera démarquée en quinze ans."]
+
+
 # --- files that cannot be read --------------------------------------------------------------------
 
 def zip_bomb() -> bytes:

@@ -55,6 +55,8 @@ class Settings:
     # best candidate sentences; chosen by measurement (docs/measurements.md).
     read_windows: int = 3
     max_question_chars: int = 1000
+    # Where the chat keeps its conversations, so that one survives a page reload.
+    conversations: Path = DEFAULT_LOCATIONS.conversations
     max_request_bytes: int = 64 * 1024  # `citeqa serve` refuses a larger request body (413)
     # Above this many passages the passage vectors go into an approximate FAISS index (HNSW),
     # chosen by measurement against IVF-PQ (docs/BENCHMARKS.md); at or below it, exact search.

@@ -27,6 +27,7 @@ class Locations:
     index: Path
     model_cache: Path
     feedback: Path
+    conversations: Path  # the chat's conversations, kept under their id (qa/tools/conversation_log.py)
 
 
 def is_checkout(root: Path) -> bool:
@@ -37,10 +38,10 @@ def is_checkout(root: Path) -> bool:
 def default_locations(root: Path = PROJECT_ROOT) -> Locations:
     """The project folder's files in a checkout; else the bundled article and the user's folders."""
     if is_checkout(root):
-        return Locations(root / "corpus", root / "index", root / ".cache" / "models", root / "feedback.jsonl")
+        return Locations(root / "corpus", root / "index", root / ".cache" / "models", root / "feedback.jsonl", root / ".cache" / "conversations")
     data = Path(platformdirs.user_data_dir("citeqa", appauthor=False))
     cache = Path(platformdirs.user_cache_dir("citeqa", appauthor=False))
-    return Locations(BUNDLED_CORPUS, data / "index", cache / "models", data / "feedback.jsonl")
+    return Locations(BUNDLED_CORPUS, data / "index", cache / "models", data / "feedback.jsonl", data / "conversations")
 
 
 DEFAULT_LOCATIONS = default_locations()

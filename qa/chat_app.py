@@ -470,10 +470,12 @@ def main() -> None:
         with st.spinner(labels["replaying"]):
             st.session_state["messages"] = restored_conversation(engine, k, articles)
     history = st.session_state["messages"]
+    language = page_language(asked_questions(history))
     if question is not None:
         history.extend(exchange(engine, question, k, articles, history))
         keep_conversation(history)
-    language = page_language(asked_questions(history))
+        if page_language(asked_questions(history)) != language:
+            st.rerun()  # the words above the answers (the input box's) were drawn in the other language
     with st.sidebar:
         show_conversation_actions(history, language)
     chat, sources = st.tabs([labels_for(language)["conversation"], labels_for(language)["sources"]])

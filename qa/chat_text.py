@@ -44,9 +44,9 @@ LABELS = {
         "why": "Pourquoi ce passage ?",
         "terms": "Termes de la question trouvés",
         "no_terms": "aucun terme de la question (trouvé par le sens)",
-        "dense": "sémantique (dense)",
-        "lexical": "lexical (BM25)",
-        "reader": "lecteur",
+        "dense": "Sémantique (dense)",
+        "lexical": "Lexical (BM25)",
+        "reader": "Lecteur",
         "rank": "rang",
         "not_found": "non trouvé",
         "not_read": "non lu",
@@ -86,9 +86,9 @@ LABELS = {
         "why": "Why this passage?",
         "terms": "Question terms found",
         "no_terms": "no term of the question (found by meaning)",
-        "dense": "semantic (dense)",
-        "lexical": "lexical (BM25)",
-        "reader": "reader",
+        "dense": "Semantic (dense)",
+        "lexical": "Lexical (BM25)",
+        "reader": "Reader",
         "rank": "rank",
         "not_found": "not found",
         "not_read": "not read",
@@ -171,8 +171,8 @@ def explanation_markdown(passage: Passage, why: MatchExplanation, language: str)
     found = ", ".join(escape_markdown(t) for t in why.terms) or labels["no_terms"]
     lexical = f"{why.lexical:.2f} ({labels['rank']} {why.lexical_rank})" if why.lexical_rank else labels["not_found"]
     reader = labels["not_read"] if why.reader is None else f"{why.reader:+.2f}"
-    scores = (f"{labels['dense'].capitalize()} {why.dense:.3f} ({labels['rank']} {why.dense_rank}) · "
-              f"{labels['lexical'].capitalize()} {lexical} · {labels['reader'].capitalize()} {reader}")
+    scores = (f"{labels['dense']} {why.dense:.3f} ({labels['rank']} {why.dense_rank}) · "
+              f"{labels['lexical']} {lexical} · {labels['reader']} {reader}")
     colon = " :" if language == "fr" else ":"
     return f"**{labels['terms']}**{colon} {found}  \n{scores}\n\n{''.join(pieces)}"
 

@@ -281,16 +281,16 @@ def test_export_lists_questions_answers_passages_and_footnotes(app):
     assert "[3] «\xa0Le Kazakhstan en proie aux émeutes" in shown and "Le Monde" in shown
     assert "I found no answer in the corpus." in shown and "Possibly useful passage:" in shown
     # Readable as plain text: the corpus's brackets, dots and dashes are not escaped.
-    assert f"Phrase : {answers[0].answer_sentence}" in markdown and "[3] «" in markdown
+    assert f"**Phrase** : {answers[0].answer_sentence}" in markdown and "[3] «" in markdown
 
 
 def test_bad_questions_show_an_error_and_the_chat_goes_on(app):
     reply = ask(app, "   ")
-    assert "Question refusée : la question est vide" in reply.error[0].value
+    assert "Question refusée : la question est vide" in rendered(reply.error[0].value)[0]
     reply = ask(app, "Pourquoi ? " * 120)
-    assert "Question refusée : la question fait 1199 caractères ; la limite est 1000" in reply.error[0].value
+    assert "Question refusée : la question fait 1199 caractères ; la limite est 1000" in rendered(reply.error[0].value)[0]
     reply = ask(app, "Why? " * 250)  # refused in the question's language, not half French
-    assert "Question refused: the question is 1249 characters long; the limit is 1000" in reply.error[0].value
+    assert "Question refused: the question is 1249 characters long; the limit is 1000" in rendered(reply.error[0].value)[0]
     reply = ask(app, SOLDIERS)  # the chat still works, and the history is kept
     assert "2000 soldats" in highlight_of(passage_of(reply))
     assert len(app.chat_message) == 8
@@ -450,5 +450,5 @@ def test_the_export_keeps_understood_questions_and_refusals_and_reads_as_plain_t
     assert f"Compris comme : {follow_up.understood_as}" in shown
     assert "Question refusée : la question est vide" in shown and "3." in shown
     assert f"(confiance {follow_up.confidence:.0%})" in shown
-    assert f"Phrase : {first.answer_sentence}" in markdown  # no backslash before the corpus's [ . -
+    assert f"**Phrase** : {first.answer_sentence}" in markdown  # no backslash before the corpus's [ . -
     assert "\\" not in markdown.split("> ")[1].split("\n")[0]

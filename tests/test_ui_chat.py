@@ -288,7 +288,7 @@ def test_bad_questions_show_an_error_and_the_chat_goes_on(app):
     reply = ask(app, "   ")
     assert "Question refusée : la question est vide" in rendered(reply.error[0].value)[0]
     reply = ask(app, "Pourquoi ? " * 120)
-    assert "Question refusée : la question fait 1199 caractères ; la limite est 1000" in rendered(reply.error[0].value)[0]
+    assert "Question refusée : la question fait 1319 caractères ; la limite est 1000" in rendered(reply.error[0].value)[0]
     reply = ask(app, "Why? " * 250)  # refused in the question's language, not half French
     assert "Question refused: the question is 1249 characters long; the limit is 1000" in rendered(reply.error[0].value)[0]
     reply = ask(app, SOLDIERS)  # the chat still works, and the history is kept

@@ -4,7 +4,10 @@ Run with ``streamlit run app.py`` (a checkout) or ``citeqa chat`` (which runs th
 module of ``qa`` that imports Streamlit: only Streamlit runs it, no other module of ``qa`` imports
 it. It only draws; every decision is made in the rest of ``qa``.
 Corpus text is never trusted as Markdown or HTML: it always goes through ``escape_markdown``.
-The labels of an answer are in the language of its question; the rest of the page is in French.
+The labels of an answer are in the language of its question; the conversation's own words (input,
+buttons, refusals) in that of the latest question; the index's sidebar stays in French.
+A question is read after the earlier ones since the last "new topic" (qa/answer/conversation.py);
+the conversation is kept under an id in the URL (``?conversation=…``) and asked again on reload.
 """
 
 from __future__ import annotations
@@ -16,17 +19,19 @@ from datetime import datetime
 
 import streamlit as st
 
-from qa.answer.question import QuestionError, question_language
+from qa.answer.conversation import Turn
+from qa.answer.question import QuestionError
 from qa.answer.result import Answer, AnswerPassage
 from qa.config import Settings
 from qa.engine import Engine, build, index_status, open_engine
+from qa.tools.conversation_log import load_conversation, new_conversation_id, save_conversation
 from qa.tools.corpus_jobs import CorpusChangeError, CorpusJobs, NewFile
 from qa.tools.feedback import record_vote
 from qa.store.building import BuildReport, IndexStatus
 from qa.store.contract import Articles, IndexUnusableError, MissingIndexError, PassageStore
 from qa.store.model import ModelLoadError, load_encoder
-from qa.chat_text import (LABELS, confidence_cue, conversation_markdown, escape_markdown, file_status_line, highlighted, job_progress,
-                          labels_for, passage_place)
+from qa.chat_text import (LABELS, confidence_cue, conversation_markdown, escape_markdown, explanation_markdown, file_status_line, highlighted,
+                          job_progress, labels_for, page_language, passage_place, refusal, understood_line)
 
 EXAMPLES = (
     "Combien de soldats la Russie a-t-elle déployés en janvier 2022 ?",
@@ -39,6 +44,7 @@ PENDING_QUESTION = "pending_question"  # an example clicked, asked on the next r
 LAST_BUILD = "last_build"  # the BuildReport of this session's latest build
 CORPUS_JOB = "corpus_job"  # the id of this session's latest upload or removal
 UPLOADER = "uploader"  # how many uploads this session made: the file picker's key, emptied after each
+CONVERSATION_PARAMETER = "conversation"  # the URL's query parameter holding the conversation's id
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -158,18 +164,68 @@ def load_engine(settings: Settings) -> Engine:
 # --- conversation --------------------------------------------------------------------------
 
 
-def exchange(engine: Engine, question: str, k: int, articles: Articles) -> list[dict]:
-    """The two history entries of asking ``question``: the question, then the answer or the refusal."""
+def exchange(engine: Engine, question: str, k: int, articles: Articles, history: list[dict]) -> list[dict]:
+    """The two history entries of asking ``question`` after ``history``: the question, then the
+    answer (read after the earlier turns of the topic, and explained) or the refusal."""
     asked = {"role": "user", "content": question}
+    language = page_language([*asked_questions(history), question])
     try:
-        with st.spinner("Recherche dans le corpus…"):
-            answer = engine.ask(question, k=k, articles=articles)
+        with st.spinner(labels_for(language)["searching"]):
+            answer = engine.ask(question, k=k, articles=articles, history=earlier_turns(history), explain=True)
     except QuestionError as error:
-        refused = labels_for(question_language(question))["refused"]
-        return [asked, {"role": "assistant", "error": f"{refused} : {error}"}]
+        return [asked, {"role": "assistant", "error": refusal(error, language)}]
     except IndexUnusableError as error:  # e.g. the database server went away during the question
         return [asked, {"role": "assistant", "error": str(error)}]
     return [asked, {"role": "assistant", "answer": answer, "id": uuid.uuid4().hex}]
+
+
+def earlier_turns(history: list[dict]) -> list[Turn]:
+    """The turns a new question is read after: the answers since the last "new topic"."""
+    since = max((i for i, message in enumerate(history) if message["role"] == "topic"), default=-1) + 1
+    return [message["answer"].as_turn() for message in history[since:] if "answer" in message]
+
+
+def asked_questions(history: list[dict]) -> list[str]:
+    return [message["content"] for message in history if message["role"] == "user"]
+
+
+def start_new_topic() -> None:
+    """Callback of the "new topic" button: the next questions are read alone again."""
+    history = st.session_state.setdefault("messages", [])
+    if history and history[-1]["role"] != "topic":
+        history.append({"role": "topic"})
+        keep_conversation(history)
+
+
+def keep_conversation(history: list[dict]) -> None:
+    """Save what was asked under the conversation's id (made, and put in the URL, the first time)."""
+    conversation_id = st.query_params.get(CONVERSATION_PARAMETER) or new_conversation_id()
+    entries = [{"new_topic": True} if m["role"] == "topic" else {"question": m["content"]} for m in history if m["role"] in ("topic", "user")]
+    try:
+        save_conversation(Settings.from_env().conversations, conversation_id, entries)
+    except (OSError, ValueError) as error:  # a bad id in the URL, a full disk: the chat goes on unsaved
+        st.toast(escape_markdown(f"{error}"))
+        return
+    st.query_params[CONVERSATION_PARAMETER] = conversation_id
+
+
+def restored_conversation(engine: Engine, k: int, articles: Articles) -> list[dict]:
+    """The conversation of the URL's id, asked again (a page reload); none without one."""
+    conversation_id = st.query_params.get(CONVERSATION_PARAMETER)
+    if not conversation_id:
+        return []
+    try:
+        entries = load_conversation(Settings.from_env().conversations, conversation_id)
+    except ValueError as error:
+        st.warning(escape_markdown(str(error)))
+        return []
+    history: list[dict] = []
+    for entry in entries:
+        if entry.get("new_topic"):
+            history.append({"role": "topic"})
+        else:
+            history.extend(exchange(engine, entry["question"], k, articles, history))
+    return history
 
 
 def ask_example(question: str) -> None:
@@ -178,8 +234,10 @@ def ask_example(question: str) -> None:
 
 
 def clear_conversation() -> None:
-    """Callback of the clear button: forget the history (votes already saved stay saved)."""
+    """Callback of the clear button: forget the history (votes already saved stay saved) and start
+    a new conversation id."""
     st.session_state["messages"] = []
+    st.query_params.pop(CONVERSATION_PARAMETER, None)
 
 
 def save_vote(message: dict) -> None:
@@ -244,6 +302,9 @@ def show_answer(answer: Answer, index: PassageStore) -> None:
     with its place, citations and context, then the others collapsed."""
     labels = labels_for(answer.language)
     cue = confidence_cue(answer)
+    understood = understood_line(answer)
+    if understood:
+        st.caption(understood)
     if not answer.answered:
         st.markdown(f"{cue}  \n{escape_markdown(answer.message or '')}")
     else:
@@ -257,6 +318,7 @@ def show_answer(answer: Answer, index: PassageStore) -> None:
     show_citations(answer, first)
     show_same_fact(first, labels)
     show_in_context(index, first, labels)
+    show_why(answer, 0)
     for item in others:
         with st.expander(
             f"{labels['maybe'] if not answer.answered else labels['passage']} {item.rank} · "
@@ -265,6 +327,21 @@ def show_answer(answer: Answer, index: PassageStore) -> None:
             st.caption(escape_markdown(item.passage.title))
             st.markdown(escape_markdown(item.passage.text))
             show_footnote_list(item, labels["missing"])
+            show_why(answer, item.rank - 1, expander=False)
+
+
+def show_why(answer: Answer, position: int, expander: bool = True) -> None:
+    """« Pourquoi ce passage ? »: the question's terms in the passage, its scores and ranks."""
+    if position >= len(answer.explanations):
+        return
+    labels = labels_for(answer.language)
+    text = explanation_markdown(answer.passages[position].passage, answer.explanations[position], answer.language)
+    if expander:
+        with st.expander(labels["why"], icon=":material/manage_search:"):
+            st.markdown(text)
+    else:  # inside the passage's own expander, which cannot hold another
+        st.caption(f"**{labels['why']}**")
+        st.markdown(text)
 
 
 def show_same_fact(item: AnswerPassage, labels: dict[str, str]) -> None:
@@ -275,8 +352,12 @@ def show_same_fact(item: AnswerPassage, labels: dict[str, str]) -> None:
         st.markdown(f"> {escape_markdown(source.passage.text[source.sentence[0] : source.sentence[1]])}" + (f"  \n> {notes}" if notes else ""))
 
 
-def show_message(message: dict, index: PassageStore) -> None:
-    """Draw one entry of the chat history; an answer gets 👍/👎 buttons."""
+def show_message(message: dict, index: PassageStore, language: str) -> None:
+    """Draw one entry of the chat history; an answer gets 👍/👎 buttons; a new topic, a rule."""
+    if message["role"] == "topic":
+        st.divider()
+        st.caption(labels_for(language)["topic_started"])
+        return
     with st.chat_message(message["role"]):
         if "answer" in message:
             show_answer(message["answer"], index)
@@ -413,17 +494,19 @@ def choose_articles(store: PassageStore) -> Articles:
     return frozenset(titles[t] for t in chosen) or None
 
 
-def show_conversation_actions(history: list[dict]) -> None:
-    """The sidebar's clear and export buttons."""
-    st.header("Conversation")
-    answers = [message["answer"] for message in history if "answer" in message]
-    st.button("Effacer la conversation", on_click=clear_conversation, disabled=not history, icon=":material/delete:")
+def show_conversation_actions(history: list[dict], language: str) -> None:
+    """The sidebar's new topic, clear and export buttons."""
+    labels = labels_for(language)
+    st.header(labels["conversation"])
+    st.button(labels["new_topic"], on_click=start_new_topic, disabled=not history or history[-1]["role"] == "topic",
+              icon=":material/restart_alt:", help=labels["new_topic_help"])
+    st.button(labels["clear"], on_click=clear_conversation, disabled=not history, icon=":material/delete:")
     st.download_button(
-        "Exporter en Markdown",
-        data=conversation_markdown(answers),
+        labels["export"],
+        data=conversation_markdown(history),
         file_name="citeqa-conversation.md",
         mime="text/markdown",
-        disabled=not answers,
+        disabled=not history,
         icon=":material/download:",
     )
 
@@ -432,28 +515,36 @@ def main() -> None:
     """The page: load (or build) the engine; the sidebar; then the chat and the sources in tabs."""
     st.set_page_config(page_title="citeqa", page_icon="📚")
     st.title("citeqa")
-    st.caption("Posez une question sur le corpus (en français ou en anglais) ; la réponse est une phrase du corpus, avec ses sources.")
+    labels = labels_for(page_language(asked_questions(st.session_state.get("messages", []))))
+    st.caption(labels["intro"])
     settings = Settings.from_env()
     loading = engine_loading(settings)  # starts loading the model and index in the background
     if loading.done() or index_status(settings).problem:
         load_engine(settings)  # a missing index is built, an unusable one stops the page here
     with st.sidebar:
         k = show_index_and_settings(settings)
-    question = st.chat_input("Votre question…") or st.session_state.pop(PENDING_QUESTION, None)
+    question = st.chat_input(labels["ask"]) or st.session_state.pop(PENDING_QUESTION, None)
     engine = load_engine(settings)  # waits for the model and index, if they are still loading
     with st.sidebar:
         articles = choose_articles(engine.store)
         if settings.chat_uploads:
             show_corpus_changes(settings, engine.store)
-    history = st.session_state.setdefault("messages", [])
+    if "messages" not in st.session_state:  # a new session: the URL's conversation, if any (a reload)
+        with st.spinner(labels["replaying"]):
+            st.session_state["messages"] = restored_conversation(engine, k, articles)
+    history = st.session_state["messages"]
+    language = page_language(asked_questions(history))
     if question is not None:
-        history.extend(exchange(engine, question, k, articles))
+        history.extend(exchange(engine, question, k, articles, history))
+        keep_conversation(history)
+        if page_language(asked_questions(history)) != language:
+            st.rerun()  # the words above the answers (the input box's) were drawn in the other language
     with st.sidebar:
-        show_conversation_actions(history)
-    chat, sources = st.tabs(["Conversation", "Sources"])
+        show_conversation_actions(history, language)
+    chat, sources = st.tabs([labels_for(language)["conversation"], labels_for(language)["sources"]])
     with chat:
         for message in history:
-            show_message(message, engine.store)
+            show_message(message, engine.store, language)
         if not history:
             show_examples()
     with sources:

@@ -1,14 +1,16 @@
 """What the chat writes, as plain functions of the answers (no Streamlit here): corpus text escaped
 for Markdown, the answering sentence highlighted with its short answer, the labels in the
-question's language, the confidence's words, the conversation exported as Markdown, and the
-progress of an upload or removal."""
+question's language (the page's in the language of the latest question, refusals included), the
+confidence's words, why a passage was shown, the conversation exported as Markdown that reads as
+plain text, and the progress of an upload or removal."""
 
 from __future__ import annotations
 
 import re
 from typing import TYPE_CHECKING
 
-from qa.answer.result import Answer
+from qa.answer.question import QuestionError, question_language
+from qa.answer.result import Answer, MatchExplanation
 from qa.ingest.passages import Passage
 
 if TYPE_CHECKING:
@@ -42,6 +44,29 @@ LABELS = {
         "sentence": "Phrase",
         "notes": "Notes",
         "also": "Dit aussi dans",
+        "understood": "Compris comme",
+        "why": "Pourquoi ce passage ?",
+        "terms": "Termes de la question trouvés",
+        "no_terms": "aucun terme de la question (trouvé par le sens)",
+        "dense": "Sémantique (dense)",
+        "lexical": "Lexical (BM25)",
+        "reader": "Lecteur",
+        "rank": "rang",
+        "not_found": "non trouvé",
+        "not_read": "non lu",
+        "new_topic": "Nouveau sujet",
+        "new_topic_help": "Les questions suivantes ne s'appuient plus sur les précédentes",
+        "topic_started": "Nouveau sujet",
+        "searching": "Recherche dans le corpus…",
+        "ask": "Votre question…",
+        "intro": "Posez une question sur le corpus (en français ou en anglais) ; la réponse est une phrase du corpus, avec ses sources.",
+        "conversation": "Conversation",
+        "sources": "Sources",
+        "clear": "Effacer la conversation",
+        "export": "Exporter en Markdown",
+        "empty": "la question est vide",
+        "too_long": "la question fait {length} caractères ; la limite est {limit}",
+        "replaying": "Reprise de la conversation…",
     },
     "en": {
         "found": "Answer found",
@@ -61,6 +86,29 @@ LABELS = {
         "sentence": "Sentence",
         "notes": "Notes",
         "also": "Also said in",
+        "understood": "Understood as",
+        "why": "Why this passage?",
+        "terms": "Question terms found",
+        "no_terms": "no term of the question (found by meaning)",
+        "dense": "Semantic (dense)",
+        "lexical": "Lexical (BM25)",
+        "reader": "Reader",
+        "rank": "rank",
+        "not_found": "not found",
+        "not_read": "not read",
+        "new_topic": "New topic",
+        "new_topic_help": "The next questions no longer lean on the earlier ones",
+        "topic_started": "New topic",
+        "searching": "Searching the corpus…",
+        "ask": "Your question…",
+        "intro": "Ask the corpus a question (in French or English); the answer is a sentence of the corpus, with its sources.",
+        "conversation": "Conversation",
+        "sources": "Sources",
+        "clear": "Clear the conversation",
+        "export": "Export as Markdown",
+        "empty": "the question is empty",
+        "too_long": "the question is {length} characters long; the limit is {limit}",
+        "replaying": "Restoring the conversation…",
     },
 }
 
@@ -93,6 +141,46 @@ def labels_for(language: str) -> dict[str, str]:
     return LABELS.get(language, LABELS["fr"])
 
 
+def page_language(questions: list[str]) -> str:
+    """The page's language: that of the latest question with words (French before any)."""
+    said = [q for q in questions if q.strip()]
+    return question_language(said[-1]) if said else "fr"
+
+
+def refusal(error: QuestionError, language: str) -> str:
+    """Why a question was refused, in ``language`` (the label, then the reason)."""
+    labels = labels_for(language)
+    reason = labels[error.reason].format(length=error.length, limit=error.limit) if error.reason in labels else str(error)
+    return f"{labels['refused']} : {reason}" if language == "fr" else f"{labels['refused']}: {reason}"
+
+
+def understood_line(answer: Answer) -> str | None:
+    """« Compris comme : … » (escaped Markdown) when the question was completed from the conversation, else None."""
+    if not answer.completed:
+        return None
+    labels = labels_for(answer.language)
+    separator = " : " if answer.language == "fr" else ": "
+    return f"{labels['understood']}{separator}{escape_markdown(answer.understood_as)}"
+
+
+def explanation_markdown(passage: Passage, why: MatchExplanation, language: str) -> str:
+    """Why a passage was shown (Markdown): the question's terms it holds, highlighted in its text,
+    then its dense and lexical scores with their ranks and the reader's margin."""
+    labels = labels_for(language)
+    pieces, at = [], 0
+    for start, end in why.spans:
+        pieces += [escape_markdown(passage.text[at:start]), f":blue-background[{escape_markdown(passage.text[start:end])}]"]
+        at = end
+    pieces.append(escape_markdown(passage.text[at:]))
+    found = ", ".join(escape_markdown(t) for t in why.terms) or labels["no_terms"]
+    lexical = f"{why.lexical:.2f} ({labels['rank']} {why.lexical_rank})" if why.lexical_rank else labels["not_found"]
+    reader = labels["not_read"] if why.reader is None else f"{why.reader:+.2f}"
+    scores = (f"{labels['dense']} {why.dense:.3f} ({labels['rank']} {why.dense_rank}) · "
+              f"{labels['lexical']} {lexical} · {labels['reader']} {reader}")
+    colon = " :" if language == "fr" else ":"
+    return f"**{labels['terms']}**{colon} {found}  \n{scores}\n\n{''.join(pieces)}"
+
+
 def passage_place(passage: Passage) -> str:
     """Where a passage is, as escaped Markdown: document title › section (, p. 3 in a PDF)."""
     page = f", {escape_markdown(passage.page_label)}" if passage.page_label else ""
@@ -115,31 +203,65 @@ def confidence_cue(answer: Answer) -> str:
     return f":blue-badge[:material/info: {labels['likely']}{figure}]"
 
 
-def conversation_markdown(answers: list[Answer]) -> str:
-    """The conversation as a Markdown document: each question, its answer (or why none), the
-    passage with its place, and the footnotes with their reference text. Corpus text is escaped."""
-    parts = ["# citeqa"]
-    for number, answer in enumerate(answers, start=1):
-        labels = labels_for(answer.language)
-        parts.append(f"## {number}. {escape_markdown(answer.question)}")
-        if answer.answered:
-            if answer.answer_text:
-                parts.append(f"**{labels['answer']}** : {escape_markdown(answer.answer_text)}")
-            parts.append(f"**{labels['sentence']}** : {escape_markdown(answer.answer_sentence or '')}")
-        else:
-            parts.append(f"*{escape_markdown(answer.message or '')}*")
-        if answer.passages:
-            first = answer.passages[0]
-            kind = labels["source"] if answer.answered else labels["maybe"]
-            parts.append(f"{kind} : {passage_place(first.passage)} · score {first.score:.2f}")
-            parts.append("> " + escape_markdown(first.passage.text).replace("\n", "\n> "))
-            notes = [f"- \\[{f.number}\\] {escape_markdown(f.reference or labels['missing'])}" for f in first.footnotes]
-            if notes:
-                parts.append(f"{labels['notes']} :\n\n" + "\n".join(notes))
-            for source in first.same_fact:
-                parts.append(f"{labels['also']} : {passage_place(source.passage)}")
-                parts.append("> " + escape_markdown(source.passage.text[source.sentence[0] : source.sentence[1]]))
+# In the export, only what Markdown would take for structure is escaped, so that it reads as plain
+# text: emphasis and code marks, HTML, a link's "](", and the marks of headings, quotes, lists and
+# tables at the start of a line.
+_INLINE_SPECIAL = re.compile(r"([\\`*_<>|])|\](?=\()|&(?=#?\w+;)")
+_LINE_START_SPECIAL = re.compile(r"^(\s*(?:\d+)?)([#>+=-](?<!\d[#>+=-])|(?<=\d)[.)])", re.MULTILINE)
+
+
+def plain_markdown(text: str) -> str:
+    """``text`` as Markdown that displays literally and still reads as plain text."""
+    escaped = _INLINE_SPECIAL.sub(lambda m: "\\" + m.group(), text)
+    return _LINE_START_SPECIAL.sub(lambda m: m.group(1) + "\\" + m.group(2), escaped)
+
+
+def conversation_markdown(messages: list[dict]) -> str:
+    """The conversation as a Markdown document that reads as plain text: each question (and how
+    it was understood, when completed), its answer with its confidence, or why there is none, or
+    why the question was refused; the passage with its place and the footnotes' references. The
+    chat's ``messages``: {"role": "user", "content"}, then {"answer"} or {"error"}; {"role": "topic"}."""
+    parts, number = ["# citeqa"], 0
+    for message in messages:
+        if message.get("role") == "topic":
+            parts.append("---")
+        elif message.get("role") == "user":
+            number += 1
+            parts.append(f"## {number}. {plain_markdown(message['content'])}")
+        elif "error" in message:
+            parts.append(f"*{plain_markdown(message['error'])}*")
+        elif "answer" in message:
+            parts.extend(_answer_markdown(message["answer"]))
     return "\n\n".join(parts) + "\n"
+
+
+def _answer_markdown(answer: Answer) -> list[str]:
+    labels = labels_for(answer.language)
+    colon = " :" if answer.language == "fr" else ":"
+    parts = []
+    if answer.completed:
+        parts.append(f"*{labels['understood']}{colon} {plain_markdown(answer.understood_as)}*")
+    confidence = "" if answer.confidence is None else f" ({labels['confidence']} {answer.confidence:.0%})"
+    if answer.answered:
+        verdict = labels["found"] if answer.confidence is None or answer.confidence >= FOUND_CONFIDENCE else labels["likely"]
+        parts.append(f"**{verdict}**{confidence}")
+        if answer.answer_text:
+            parts.append(f"**{labels['answer']}**{colon} {plain_markdown(answer.answer_text)}")
+        parts.append(f"**{labels['sentence']}**{colon} {plain_markdown(answer.answer_sentence or '')}")
+    else:
+        parts.append(f"**{labels['unsure']}**{confidence}: {plain_markdown(answer.message or '')}")
+    if answer.passages:
+        first = answer.passages[0]
+        kind = labels["source"] if answer.answered else labels["maybe"]
+        parts.append(f"{kind}{colon} {plain_markdown(first.passage.title)} › {plain_markdown(first.passage.section)} · score {first.score:.2f}")
+        parts.append("> " + plain_markdown(first.passage.text).replace("\n", "\n> "))
+        notes = [f"- [{f.number}] {plain_markdown(f.reference or labels['missing'])}" for f in first.footnotes]
+        if notes:
+            parts.append(f"{labels['notes']}{colon}\n\n" + "\n".join(notes))
+        for source in first.same_fact:
+            parts.append(f"{labels['also']}{colon} {plain_markdown(source.passage.title)} › {plain_markdown(source.passage.section)}")
+            parts.append("> " + plain_markdown(source.passage.text[source.sentence[0] : source.sentence[1]]))
+    return parts
 
 
 # What a file of an upload or removal has become.

@@ -56,6 +56,8 @@ class Settings:
     # passages (docs/measurements.md).
     read_windows: int = 1
     max_question_chars: int = 1000
+    # Where the chat keeps its conversations, so that one survives a page reload.
+    conversations: Path = DEFAULT_LOCATIONS.conversations
     max_request_bytes: int = 64 * 1024  # `citeqa serve` refuses a larger request body (413)
     # Corpus files a build refuses to read (named in its warnings): larger than this, a PDF of more
     # pages, a DOCX (a zip) that would unpack to more than this (a zip bomb).

@@ -28,6 +28,7 @@ class Locations:
     model_cache: Path
     feedback: Path
     jobs: Path  # the corpus changes asked for from the API or the chat, and their progress
+    conversations: Path  # the chat's conversations, kept under their id (qa/tools/conversation_log.py)
 
 
 def is_checkout(root: Path) -> bool:
@@ -38,10 +39,11 @@ def is_checkout(root: Path) -> bool:
 def default_locations(root: Path = PROJECT_ROOT) -> Locations:
     """The project folder's files in a checkout; else the bundled article and the user's folders."""
     if is_checkout(root):
-        return Locations(root / "corpus", root / "index", root / ".cache" / "models", root / "feedback.jsonl", root / ".cache" / "jobs")
+        return Locations(root / "corpus", root / "index", root / ".cache" / "models", root / "feedback.jsonl", root / ".cache" / "jobs",
+                         root / ".cache" / "conversations")
     data = Path(platformdirs.user_data_dir("citeqa", appauthor=False))
     cache = Path(platformdirs.user_cache_dir("citeqa", appauthor=False))
-    return Locations(BUNDLED_CORPUS, data / "index", cache / "models", data / "feedback.jsonl", data / "jobs")
+    return Locations(BUNDLED_CORPUS, data / "index", cache / "models", data / "feedback.jsonl", data / "jobs", data / "conversations")
 
 
 DEFAULT_LOCATIONS = default_locations()

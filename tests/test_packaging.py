@@ -34,7 +34,7 @@ def test_in_a_checkout_the_files_are_those_of_the_project_folder(tmp_path):
     (tmp_path / "corpus").mkdir()
     (tmp_path / "pyproject.toml").write_text("")
     assert default_locations(tmp_path) == Locations(tmp_path / "corpus", tmp_path / "index", tmp_path / ".cache" / "models",
-                                                    tmp_path / "feedback.jsonl", tmp_path / ".cache" / "jobs")
+                                                    tmp_path / "feedback.jsonl", tmp_path / ".cache" / "jobs", tmp_path / ".cache" / "conversations")
 
 
 def test_installed_the_article_is_the_bundled_one_and_the_rest_goes_in_the_users_folders(tmp_path, monkeypatch):
@@ -43,7 +43,7 @@ def test_installed_the_article_is_the_bundled_one_and_the_rest_goes_in_the_users
     (tmp_path / "site-packages" / "corpus").mkdir(parents=True)  # a folder named corpus/ alone is no checkout
     assert default_locations(tmp_path / "site-packages") == Locations(
         BUNDLED_CORPUS, tmp_path / "data" / "citeqa" / "index", tmp_path / "cache" / "citeqa" / "models",
-        tmp_path / "data" / "citeqa" / "feedback.jsonl", tmp_path / "data" / "citeqa" / "jobs")
+        tmp_path / "data" / "citeqa" / "feedback.jsonl", tmp_path / "data" / "citeqa" / "jobs", tmp_path / "data" / "citeqa" / "conversations")
 
 
 def project_copy(folder: Path) -> Path:

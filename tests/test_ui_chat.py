@@ -69,6 +69,7 @@ def start_app() -> AppTest:
 def feedback_file(tmp_path, monkeypatch) -> Path:
     path = tmp_path / "feedback.jsonl"
     monkeypatch.setenv("QA_FEEDBACK", str(path))
+    monkeypatch.setenv("QA_CONVERSATIONS", str(tmp_path / "conversations"))
     return path
 
 
@@ -176,7 +177,7 @@ def test_clear_conversation_empties_the_chat(app):
     ask(app, SOLDIERS)
     ask(app, BORDER)
     assert len(app.chat_message) == 4
-    sidebar_button(app, "Effacer la conversation").click().run()
+    sidebar_button(app, "Clear the conversation").click().run()  # the latest question is English
     assert not app.chat_message and not app.session_state["messages"]
     assert [b for b in app.button if b.label in ui.EXAMPLES]
 
@@ -322,26 +323,33 @@ def test_export_lists_questions_answers_passages_and_footnotes(app):
     ask(app, SOLDIERS)
     ask(app, NO_ANSWER_EN)
     assert not app.sidebar.download_button[0].disabled
-    answers = [m["answer"] for m in app.session_state["messages"] if "answer" in m]
-    shown, tags = rendered(chat_text.conversation_markdown(answers))
+    messages = app.session_state["messages"]
+    answers = [m["answer"] for m in messages if "answer" in m]
+    markdown = chat_text.conversation_markdown(messages)
+    shown, tags = rendered(markdown)
     assert tags <= {"h1", "h2", "p", "strong", "em", "blockquote", "ul", "li", "br"}, tags
     assert f"1. {SOLDIERS}" in shown and f"2. {NO_ANSWER_EN}" in shown
     assert f"Réponse : {answers[0].answer_text}" in shown and "2000" in answers[0].answer_text
     assert f"Phrase : {answers[0].answer_sentence}" in shown
+    assert f"confiance {answers[0].confidence:.0%}" in shown and f"confidence {answers[1].confidence:.0%}" in shown
     assert "Source : Relations entre le Kazakhstan et la Russie › Manifestations de 2022 au Kazakhstan" in shown
     assert "[3] «\xa0Le Kazakhstan en proie aux émeutes" in shown and "Le Monde" in shown
-    assert NO_ANSWER["en"] in shown and "Possibly useful passage :" in shown
+    assert NO_ANSWER["en"] in shown and "Possibly useful passage:" in shown
+    # Readable as plain text: the corpus's brackets, dots and dashes are not escaped.
+    assert f"**Phrase** : {answers[0].answer_sentence}" in markdown and "[3] «" in markdown
 
 
 def test_bad_questions_show_an_error_and_the_chat_goes_on(app):
     reply = ask(app, "   ")
-    assert "empty" in reply.error[0].value
+    assert "Question refusée : la question est vide" in rendered(reply.error[0].value)[0]
     reply = ask(app, "Pourquoi ? " * 120)
-    assert "Question refusée" in reply.error[0].value and "1000" in reply.error[0].value
+    assert "Question refusée : la question fait 1319 caractères ; la limite est 1000" in rendered(reply.error[0].value)[0]
+    reply = ask(app, "Why? " * 250)  # refused in the question's language, not half French
+    assert "Question refused: the question is 1249 characters long; the limit is 1000" in rendered(reply.error[0].value)[0]
     reply = ask(app, SOLDIERS)  # the chat still works, and the history is kept
     assert "2000 soldats" in highlight_of(passage_of(reply))
-    assert len(app.chat_message) == 6
-    assert len(app.session_state["messages"]) == 6
+    assert len(app.chat_message) == 8
+    assert len(app.session_state["messages"]) == 8
 
 
 @pytest.mark.parametrize(
@@ -430,3 +438,73 @@ def test_stale_index_warns_with_the_reasons(index_dir, feedback_file, monkeypatc
     at = start_app()
     assert "splitting settings changed" in rendered(at.sidebar.warning[0].value)[0]
     assert at.chat_input  # still usable
+
+
+WHAT_FOR = "pour faire quoi ?"
+
+
+def understood(reply) -> list[str]:
+    return [c.value for c in reply.caption if c.value.startswith(("Compris comme", "Understood as"))]
+
+
+def test_a_follow_up_is_understood_from_the_conversation_until_a_new_topic(app):
+    assert understood(ask(app, SOLDIERS)) == []  # a question that stands alone: nothing shown
+    reply = ask(app, WHAT_FOR)
+    (line,) = understood(reply)
+    assert line.startswith("Compris comme : pour faire quoi ?") and "soldats" in line
+    assert "réprimer la révolte" in highlight_of(passage_of(reply))
+    sidebar_button(app, "Nouveau sujet").click().run()
+    assert sidebar_button(app, "Nouveau sujet").disabled  # nothing asked since
+    assert understood(ask(app, WHAT_FOR)) == []  # read alone again
+
+
+def test_why_this_passage_shows_the_terms_and_the_scores(app):
+    reply = ask(app, SOLDIERS)
+    (why,) = [e for e in reply.expander if e.label == "Pourquoi ce passage ?"]
+    text = why.markdown[0].value
+    assert ":blue-background[soldats]" in text and ":blue-background[janvier]" in text
+    shown = rendered(text)[0]
+    assert re.search(r"Sémantique \(dense\) 0\.\d+ \(rang 1\)", shown) and "Lexical (BM25) 1.00 (rang 1)" in shown
+    assert "Lecteur" in shown
+
+
+def test_an_english_question_gets_english_words(app):
+    reply = ask(app, BORDER)
+    assert "Answer found" in cue(reply) or "Likely answer" in cue(reply)
+    assert app.chat_input[0].placeholder == "Your question…"
+    assert sidebar_button(app, "New topic") and sidebar_button(app, "Clear the conversation")
+    assert [t.label for t in app.tabs] == ["Conversation", "Sources"]
+    assert [e for e in reply.expander if e.label == "Why this passage?"]
+
+
+def test_the_conversation_survives_a_reload(app, tmp_path):
+    ask(app, SOLDIERS)
+    ask(app, WHAT_FOR)
+    conversation = app.query_params["conversation"]
+    assert (tmp_path / "conversations" / f"{conversation}.json").is_file()
+    reloaded = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    reloaded.query_params["conversation"] = conversation
+    reloaded.run()
+    assert not reloaded.exception
+    assert [rendered(m.markdown[0].value)[0] for m in reloaded.chat_message if m.name == "user"] == [SOLDIERS, WHAT_FOR]
+    assert understood(reloaded.chat_message[-1]) == understood(app.chat_message[-1]) != []
+    bad = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    bad.query_params["conversation"] = "../../etc/passwd"
+    bad.run()
+    assert not bad.exception and not bad.chat_message and "not a conversation id" in bad.warning[0].value
+
+
+def test_the_export_keeps_understood_questions_and_refusals_and_reads_as_plain_text(engine):
+    first = engine.ask(SOLDIERS)
+    follow_up = engine.ask(WHAT_FOR, history=[first.as_turn()])
+    messages = [{"role": "user", "content": SOLDIERS}, {"role": "assistant", "answer": first},
+                {"role": "user", "content": WHAT_FOR}, {"role": "assistant", "answer": follow_up},
+                {"role": "topic"},
+                {"role": "user", "content": "   "}, {"role": "assistant", "error": "Question refusée : la question est vide"}]
+    markdown = chat_text.conversation_markdown(messages)
+    shown, _ = rendered(markdown)
+    assert f"Compris comme : {follow_up.understood_as}" in shown
+    assert "Question refusée : la question est vide" in shown and "3." in shown
+    assert f"(confiance {follow_up.confidence:.0%})" in shown
+    assert f"**Phrase** : {first.answer_sentence}" in markdown  # no backslash before the corpus's [ . -
+    assert "\\" not in markdown.split("> ")[1].split("\n")[0]

@@ -18,7 +18,12 @@ _FRENCH_WORDS = frozenset(
 
 
 class QuestionError(ValueError):
-    """The question cannot be asked as it is (empty, too long); the message says why."""
+    """The question cannot be asked as it is (empty, too long); the message says why, ``reason``
+    ("empty" or "too_long") with ``length`` and ``limit`` let a page say it in its own words."""
+
+    def __init__(self, message: str, reason: str, length: int = 0, limit: int = 0) -> None:
+        super().__init__(message)
+        self.reason, self.length, self.limit = reason, length, limit
 
 
 @dataclass(frozen=True)
@@ -37,9 +42,9 @@ def read_question(raw: str, max_chars: int) -> Question:
     """The question checked and described; QuestionError when it is empty or too long."""
     text = " ".join(raw.split())
     if not text:
-        raise QuestionError("the question is empty")
+        raise QuestionError("the question is empty", "empty")
     if len(text) > max_chars:
-        raise QuestionError(f"the question is {len(text)} characters long; the limit is {max_chars}")
+        raise QuestionError(f"the question is {len(text)} characters long; the limit is {max_chars}", "too_long", len(text), max_chars)
     return Question(text, question_language(text), source_question(text))
 
 

@@ -118,6 +118,7 @@ def test_documents_uploaded_in_the_browser_get_a_status_each_then_are_answered(i
             sync_api.expect(status["aral.md"]).to_contain_text("indexé")
             sync_api.expect(status["copie.txt"]).to_contain_text("déjà dans le corpus — the same content as relations-kazakhstan-russie.txt")
             sync_api.expect(status["photo.txt"]).to_contain_text("refusé — photo.txt: ")
+            sync_api.expect(sidebar.get_by_test_id("stMetricValue").first).to_have_text("2", timeout=ANSWER_MS)  # reloaded: 2 documents
             page.screenshot(path=screenshot_folder(tmp_path) / "upload.png")
             question_box = page.get_by_placeholder("Votre question…")
             question_box.fill(ARAL_QUESTION)

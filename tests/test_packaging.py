@@ -97,12 +97,12 @@ def test_an_installed_wheel_answers_from_anywhere_and_keeps_its_index_in_the_use
     cwd.mkdir()
     checkout_index = sorted((ROOT / "index").rglob("*"))
 
-    def citeqa(*arguments: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(environment / "bin" / "citeqa"), *arguments], cwd=cwd, env=variables, capture_output=True, text=True, timeout=300)
+    def citeqa(*arguments: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run([str(environment / "bin" / "citeqa"), *arguments], cwd=cwd, env=variables, capture_output=True, text=True, timeout=timeout)
 
     missing = citeqa("status")  # before anything: the command to run is named as the user runs it
     assert missing.returncode == 1 and "build it with `citeqa build`" in missing.stdout, missing.stdout
-    first = citeqa("ask", "Quelle est la longueur de la frontière ?")  # the first question builds the bundled article's index
+    first = citeqa("ask", "Quelle est la longueur de la frontière ?", timeout=900)  # converts the model, builds the index, then answers
     assert first.returncode == 0, first.stderr
     assert "no index yet" in first.stderr and "(first use)" in first.stderr and "embedding [####" in first.stderr, first.stderr
     assert re.search(r"6[  ]?846", first.stdout), first.stdout

@@ -113,9 +113,12 @@ def test_documents_uploaded_in_the_browser_get_a_status_each_then_are_answered(i
             sidebar = page.get_by_test_id("stSidebar")
             sidebar.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(picked, timeout=ANSWER_MS)
             sidebar.get_by_role("button", name="Ajouter au corpus").click()
-            sync_api.expect(sidebar.get_by_text("aral.md : indexé")).to_be_visible(timeout=ANSWER_MS)
-            sync_api.expect(sidebar.get_by_text("copie.txt : déjà dans le corpus", exact=False)).to_be_visible()
-            sync_api.expect(sidebar.get_by_text("photo.txt : refusé", exact=False)).to_be_visible()
+            sync_api.expect(sidebar.get_by_text("Terminé.")).to_be_visible(timeout=ANSWER_MS)
+            status = {name: sidebar.locator("p").filter(has_text=f"{name} :") for name in files}  # name, icon, status
+            sync_api.expect(status["aral.md"]).to_contain_text("indexé")
+            sync_api.expect(status["copie.txt"]).to_contain_text("déjà dans le corpus — the same content as relations-kazakhstan-russie.txt")
+            sync_api.expect(status["photo.txt"]).to_contain_text("refusé — photo.txt: ")
+            sync_api.expect(sidebar.get_by_test_id("stMetricValue").first).to_have_text("2", timeout=ANSWER_MS)  # reloaded: 2 documents
             page.screenshot(path=screenshot_folder(tmp_path) / "upload.png")
             question_box = page.get_by_placeholder("Votre question…")
             question_box.fill(ARAL_QUESTION)

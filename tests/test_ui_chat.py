@@ -19,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import CORPUS_FILE, ROOT, private_copy
 from qa.config import Settings
-from qa.tools.corpus_jobs import CorpusJobs
+from qa.tools.corpus_jobs import CorpusJobs, FileStatus, Job
 from qa.tools.feedback import cases_from_feedback
 from qa.answer.question import question_language
 from qa.answer.result import NO_ANSWER
@@ -283,6 +283,15 @@ def test_documents_uploaded_from_the_chat_get_a_status_each_then_are_answered_an
     assert "retiré" in file_lines(at)["aral.md"]
     assert sorted(p.name for p in settings.corpus.iterdir()) == ["relations-kazakhstan-russie.txt"]
     assert [s.options for s in at.sidebar.selectbox if s.label == "Retirer un document"] == [["Relations entre le Kazakhstan et la Russie"]]
+
+
+def test_upload_statuses_show_hostile_file_names_and_reasons_as_text():
+    name, reason = "<script>alert(1)</script>**x**.md", "[lien](http://x) :red[y] <b>z</b>"
+    text, tags = rendered(chat_text.file_status_line(FileStatus(name, "refused", reason)))
+    assert tags == {"p"} and text.startswith(f"{name} : ") and text.endswith(f"refusé] — {reason}")
+    failed = Job("0" * 32, "upload", [], state="failed", message="<img src=x onerror=alert(1)>")
+    assert chat_text.job_progress(failed)[0] == 1.0 and rendered(chat_text.job_progress(failed)[1]) == (
+        "Échec de la reconstruction : <img src=x onerror=alert(1)> — l'index en service est inchangé.", {"p"})
 
 
 def finished(at: AppTest, settings: Settings, seconds: float = 180) -> None:

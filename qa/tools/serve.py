@@ -364,7 +364,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         (``feedback.jsonl``, or the file QA_FEEDBACK names)."""
         return record_vote(service(request).ask(body), body.vote)
 
-    @app.post("/documents", status_code=202, response_model=JobOut, dependencies=writes, responses=errors(409, 413, 422, *write_errors))
+    @app.post("/documents", status_code=202, response_model=JobOut, dependencies=writes, responses=errors(400, 409, 413, 422, *write_errors))
     def add_documents(request: Request, files: Annotated[list[UploadFile], File(description="one or more corpus files")]) -> JSONResponse:
         """Add files to the corpus: a job, to follow at ``GET /jobs/{id}``, checks each (name,
         size, content already in the corpus, readable by the corpus's reader), moves those

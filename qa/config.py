@@ -52,9 +52,8 @@ class Settings:
     # The reader: the one shipped in qa/models/reader/, "none", or a folder written by `qa train-reader`.
     reader: str = SHIPPED_READER
     # Windows (whole sentences, at most 400 characters) the reader reads per question, around the
-    # best candidate sentences: the answer comes from the first, so more only explain other
-    # passages (docs/measurements.md).
-    read_windows: int = 1
+    # best candidate sentences; chosen by measurement (docs/measurements.md).
+    read_windows: int = 3
     max_question_chars: int = 1000
     # Where the chat keeps its conversations, so that one survives a page reload.
     conversations: Path = DEFAULT_LOCATIONS.conversations

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Sequence
 
 from qa.answer.candidates import FEATURES
+from qa.answer.choose import CHOICE_FEATURES, CHOICE_MODEL
 from qa.answer.conversation import Turn
-from qa.answer.judge import CALIBRATION, Calibration
+from qa.answer.judge import CONFIDENCE_MODEL, ConfidenceModel
 from qa.answer.pipeline import AnswerModels, answer_question
 from qa.answer.ranking import SENTENCE_MODEL, SentenceModel
 from qa.answer.reader import READER_DIR, Reader
@@ -34,7 +35,7 @@ class Engine:
     embedder: object  # a sentence_transformers.SentenceTransformer
     store: PassageStore
     retriever: Retriever
-    models: AnswerModels  # the sentence model, and the reader with its calibration
+    models: AnswerModels  # the sentence model, and the reader and the models trained on its scores
 
     def ask(
         self, question: str, k: int | None = None, articles: Articles = None, history: Sequence[Turn] = (), explain: bool = False,
@@ -118,18 +119,19 @@ def reader_folder(settings: Settings) -> Path:
     return READER_DIR if settings.reader == SHIPPED_READER else Path(settings.reader)
 
 
-def load_answer_models(settings: Settings, calibrated: bool = True) -> AnswerModels:
-    """The sentence model, and the configured reader with its calibration (``calibrated=False``:
-    without it, to fit it)."""
+def load_answer_models(settings: Settings, trained_choice: bool = True, judged: bool = True) -> AnswerModels:
+    """The sentence model, and the configured reader with the choice and confidence models trained
+    on its scores (``trained_choice=False``, ``judged=False``: without them, to train them)."""
     sentence = SentenceModel.load(SENTENCE_MODEL, FEATURES)
     if settings.reader == "none":
         return AnswerModels(sentence)
     folder = reader_folder(settings)
-    calibration = Calibration.load(folder / CALIBRATION) if calibrated else None
-    return AnswerModels(sentence, Reader.load(settings, folder), calibration, settings.read_windows)
+    choice = SentenceModel.load(folder / CHOICE_MODEL, CHOICE_FEATURES) if trained_choice else None
+    confidence = ConfidenceModel.load(folder / CONFIDENCE_MODEL) if judged else None
+    return AnswerModels(sentence, Reader.load(settings, folder), choice, confidence, settings.read_windows)
 
 
-def open_engine(settings: Settings, embedder=None, calibrated: bool = True) -> Engine:
+def open_engine(settings: Settings, embedder=None, judged: bool = True) -> Engine:
     """The retriever (``open_retriever``) and the answer's models (``load_answer_models``)."""
     retriever = open_retriever(settings, embedder)
-    return Engine(settings, retriever.embedder, retriever.store, retriever, load_answer_models(settings, calibrated))
+    return Engine(settings, retriever.embedder, retriever.store, retriever, load_answer_models(settings, judged=judged))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from conftest import ROOT
-from qa.answer.result import NO_ANSWER
+from qa.answer.judge import SIGNALS
 from qa.config import Settings
 from qa.engine import open_engine
 from qa.tools.shapes import answer_json
@@ -28,22 +28,17 @@ def test_source_questions_are_answered_with_the_references_of_the_stating_senten
 
 def test_an_unanswerable_question_is_abstained_on_with_the_closest_passages(engine):
     answer = engine.ask("Who won the 2018 football World Cup?")
-    assert not answer.answered and answer.message == NO_ANSWER["en"] and answer.answer_text is None
+    assert not answer.answered and answer.message == "I found no answer in the corpus."
     assert len(answer.passages) == 3
 
 
-def test_the_confidence_follows_the_reader_and_a_refusal_shows_no_answer(engine):
-    """An answer is shown only at or above the calibrated level; below it, the closest passages
-    with nothing marked and no confidence."""
+def test_the_confidence_is_a_probability_and_higher_for_a_clear_answer(engine):
     clear = engine.ask("Combien de soldats la Russie a-t-elle déployés en janvier 2022 ?")
-    threshold = engine.models.calibration.threshold
-    assert clear.answered and threshold <= clear.confidence <= 1.0
-    vague = engine.ask("Quelle est la recette du beshbarmak ?")
-    assert not vague.answered and vague.answerability < clear.answerability
-    assert vague.confidence is None and vague.answer_text is None and vague.answer_sentence is None
-    assert all(p.sentence is None and p.answer is None for p in vague.passages) and len(vague.passages) == 3
-    shown = answer_json(vague)
-    assert shown["answer_text"] is None and shown["answer_start"] is None and shown["answer_sentence"] is None
+    vague = engine.ask("Quelle est la monnaie du Kazakhstan ?")
+    assert 0.0 <= vague.confidence < clear.confidence <= 1.0
+    assert len(clear.signals) == len(SIGNALS)
+
+
 
 
 def test_without_the_reader_the_passage_score_rule_and_the_vetoes_decide(index_dir, embedder):

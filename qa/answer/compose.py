@@ -23,41 +23,29 @@ SAME_FACT_OVERLAP = 0.8
 
 
 def compose(question: Question, retrieval: Retrieval, choice: Choice, verdict: Verdict, store: PassageStore, k: int) -> Answer:
-    """The k passages, the chosen one first with its sentence and short answer, each fact once; or,
-    when the judge abstains, the k closest passages in retrieval's order with nothing marked."""
-    if not verdict.answered:
-        first = retrieval.hits[0]
-        passages = answer_passages(store, retrieval.hits, first.passage.sentences[int(np.argmax(first.sentence_cosines))], None, None, k)
-        return Answer(question.text, question.language, False, None, (), passages, asks_source=question.source is not None,
-                      answerability=choice.answerability)
+    """The k passages, the chosen one first with its sentence and short answer, each fact once."""
     top = retrieval.hits[choice.hit]
+    ordered = [top, *(h for h in retrieval.hits if h is not top)]
     short_span = None if question.source else choice.answer
-    passages = answer_passages(store, [top, *(h for h in retrieval.hits if h is not top)], choice.span, choice.span, short_span, k)
-    text = verdict.source_answer if question.source else (None if short_span is None else top.passage.text[short_span[0] : short_span[1]])
-    return Answer(
-        question.text, question.language, True, top.passage.text[choice.span[0] : choice.span[1]],
-        sentence_footnotes(store, top.passage, choice.span), passages, text, verdict.confidence,
-        question.source is not None, choice.answerability,
-    )
-
-
-def answer_passages(store: PassageStore, ordered: list[Hit], first_fact: tuple[int, int], sentence: tuple[int, int] | None,
-                    short_span: tuple[int, int] | None, k: int) -> tuple[AnswerPassage, ...]:
-    """The first k of ``ordered`` once the same facts are grouped, the first with the answering
-    ``sentence`` and short answer marked (when given)."""
-    return tuple(
+    passages = tuple(
         AnswerPassage(
             passage=hit.passage,
             rank=rank,
             score=hit.score,
-            sentence=sentence if rank == 1 else None,
+            sentence=choice.span if hit is top else None,
             footnotes=passage_footnotes(store, hit.passage),
             same_fact=tuple(
                 Source(other.passage, span, sentence_footnotes(store, other.passage, span)) for other, span in others
             ),
-            answer=short_span if rank == 1 else None,
+            answer=short_span if hit is top else None,
         )
-        for rank, (hit, others) in enumerate(group_same_facts(ordered, first_fact)[:k], start=1)
+        for rank, (hit, others) in enumerate(group_same_facts(ordered, choice.span)[:k], start=1)
+    )
+    text = verdict.source_answer if question.source else (None if short_span is None else top.passage.text[short_span[0] : short_span[1]])
+    return Answer(
+        question.text, question.language, verdict.answered, top.passage.text[choice.span[0] : choice.span[1]],
+        sentence_footnotes(store, top.passage, choice.span), passages, text, verdict.confidence,
+        question.source is not None, tuple(verdict.signals),
     )
 
 

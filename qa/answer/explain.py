@@ -7,7 +7,8 @@ from __future__ import annotations
 import re
 import numpy as np
 
-from qa.answer.reading import Span
+from qa.answer.candidates import Candidates
+from qa.answer.reading import READER_FEATURES, Readings
 from qa.answer.result import MatchExplanation
 from qa.answer.retrieve import Retrieval
 from qa.ingest.passages import Passage
@@ -16,12 +17,12 @@ from qa.store.lexical import terms
 _WORD = re.compile(r"\w+")
 
 
-def explain_matches(passages: list[Passage], retrieval: Retrieval, spans: list[Span] | None) -> tuple[MatchExplanation, ...]:
+def explain_matches(passages: list[Passage], retrieval: Retrieval, found: Candidates, readings: Readings | None) -> tuple[MatchExplanation, ...]:
     """The explanation of each passage shown (in retrieval.hits), in the order given."""
     by_id = {hit.passage.id: position for position, hit in enumerate(retrieval.hits)}
     dense_rank = _ranks([hit.dense for hit in retrieval.hits])
     lexical_rank = _ranks([hit.lexical for hit in retrieval.hits])
-    reader = _reader_scores(spans or [])
+    reader = _reader_margins(found, readings)
     wanted = set(retrieval.query_terms)
     explained = []
     for passage in passages:
@@ -50,9 +51,13 @@ def _ranks(scores: list[float]) -> list[int]:
     return ranks
 
 
-def _reader_scores(spans: list[Span]) -> dict[int, float]:
-    """For each passage (position in retrieval.hits) the reader read, its best answerability."""
+def _reader_margins(found: Candidates, readings: Readings | None) -> dict[int, float]:
+    """For each passage (position in retrieval.hits) the reader read, its best margin."""
+    if readings is None:
+        return {}
+    margin, was_read = READER_FEATURES.index("reader_margin"), READER_FEATURES.index("reader_read")
     best: dict[int, float] = {}
-    for span in spans:
-        best[span.hit] = max(best.get(span.hit, -np.inf), span.answerability)
+    for candidate, row in zip(found.found, readings.features):
+        if row[was_read] > 0:
+            best[candidate.hit] = max(best.get(candidate.hit, -np.inf), float(row[margin]))
     return best

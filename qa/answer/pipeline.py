@@ -14,18 +14,18 @@ from dataclasses import dataclass, replace
 from typing import Sequence
 
 from qa.answer.candidates import DEPTH, find_candidates
-from qa.answer.choose import Choice, choose
+from qa.answer.choose import choose
 from qa.answer.compose import compose, nothing_found
 from qa.answer.conversation import Turn, understand
 from qa.answer.explain import explain_matches
-from qa.answer.judge import Calibration, judge
+from qa.answer.judge import ConfidenceModel, judge
 from qa.answer.question import Question, read_question
 from qa.answer.sources import source_question
 from qa.answer.ranking import SentenceModel
 from qa.answer.reader import Reader
-from qa.answer.reading import Span, read
+from qa.answer.reading import read
 from qa.answer.result import Answer
-from qa.answer.retrieve import Retrieval, Retriever
+from qa.answer.retrieve import Retriever
 from qa.store.contract import Articles
 
 # Extra passages retrieved so that grouping the same fact still leaves k distinct ones.
@@ -36,30 +36,11 @@ GROUPING_SLACK = 3
 class AnswerModels:
     """The trained models answering uses (loaded by ``qa.engine``)."""
 
-    sentence: SentenceModel  # ranks the candidate sentences: where the reader reads (qa/models/sentence_model.json)
+    sentence: SentenceModel  # ranks the candidate sentences (qa/models/sentence_model.json)
     reader: Reader | None = None  # None: QA_READER=none
-    calibration: Calibration | None = None  # with the reader: its answerability → confidence, and the threshold
-    read_windows: int = 1  # windows the reader reads per question (the answer comes from the first)
-
-
-@dataclass(frozen=True)
-class Chosen:
-    """What the stages before the judge hand on: the passages found, the reader's span in each
-    window it read (most answerable first; None without a reader), and the answer chosen."""
-
-    retrieval: Retrieval
-    spans: list[Span] | None
-    choice: Choice
-
-
-def choice_for(question: Question, retriever: Retriever, models: AnswerModels, depth: int, articles: Articles = None) -> Chosen | None:
-    """The stages before the judge: retrieve, candidates, read, choose (None: no passage found)."""
-    retrieval = retriever.search(question.query, max(depth, DEPTH), articles)
-    if not retrieval.hits:
-        return None
-    found = find_candidates(retrieval, models.sentence)
-    spans = read(models.reader, retrieval, found, models.read_windows) if models.reader else None
-    return Chosen(retrieval, spans, choose(found, spans))
+    choice: SentenceModel | None = None  # with the reader: the choice over its signals too
+    confidence: ConfidenceModel | None = None  # with the reader: whether to answer and how surely
+    read_windows: int = 3  # windows the reader reads per question
 
 
 def answer_question(
@@ -72,10 +53,13 @@ def answer_question(
     typed = read_question(question, max_chars)
     understood = understand(typed.text, history)
     asked = Question(understood.text, typed.language, source_question(understood.text)) if understood.completed else typed
-    chosen = choice_for(asked, retriever, models, k + GROUPING_SLACK, articles)
-    if chosen is None:
+    retrieval = retriever.search(asked.query, max(k, DEPTH) + GROUPING_SLACK, articles)
+    if not retrieval.hits:
         return replace(nothing_found(asked), question=typed.text, understood_as=understood.text)
-    verdict = judge(asked, chosen.choice, chosen.retrieval, models.calibration, retriever.store)
-    answer = compose(asked, chosen.retrieval, chosen.choice, verdict, retriever.store, k)
-    explanations = explain_matches([p.passage for p in answer.passages], chosen.retrieval, chosen.spans) if explain else ()
+    found = find_candidates(retrieval, models.sentence)
+    readings = read(models.reader, retrieval, found, models.read_windows) if models.reader else None
+    choice = choose(found, readings, models.choice)
+    verdict = judge(asked, choice, retrieval, models.confidence, retriever.store)
+    answer = compose(asked, retrieval, choice, verdict, retriever.store, k)
+    explanations = explain_matches([p.passage for p in answer.passages], retrieval, found, readings) if explain else ()
     return replace(answer, question=typed.text, understood_as=understood.text, explanations=explanations)

@@ -1,7 +1,9 @@
 """The read stage: the reader reads the question with the windows around the candidates the
-sentence model ranks best (``QA_READ_WINDOWS``, 1 by default: the window of the best candidate);
-each window gets the reader's answerability and its best span, cut at the end of the sentence
-where it starts, without the white space, punctuation and footnote markers at its edges.
+sentence model ranks best, and each candidate gets the reader's signals (READER_FEATURES).
+
+The short answer is the reader's best span inside the chosen sentence, without the white space,
+punctuation and footnote markers at its edges. A sentence chosen without having been read (its
+window was not among those read) has its window read then, for its short answer.
 """
 
 from __future__ import annotations
@@ -11,33 +13,45 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qa.answer.candidates import Candidates
+from qa.answer.candidates import Candidate, Candidates
 from qa.answer.reader import Reader, Reading
 from qa.answer.retrieve import Retrieval
-from qa.answer.windows import Window, reading_windows
+from qa.answer.windows import Window, reading_windows, window_around
 
+READER_FEATURES = (
+    "reader_margin",  # best span inside the sentence minus its window's "not here" score (0 if not read)
+    "reader_margin_gap",  # … minus the best margin among the sentences read
+    "reader_read",  # 1 when the reader read the sentence
+)
 _TRAILING_MARKER = re.compile(r"\[\d*\]?$|\[$")  # a footnote marker, whole or cut, ending a span
 
 
 @dataclass(frozen=True)
-class Span:
-    """The reader's answer in one window read: where it is in its passage, and its scores."""
+class Readings:
+    """What the reader read for one question, and each candidate's READER_FEATURES."""
 
-    hit: int  # the passage, in retrieval.hits
-    sentence: int  # the passage's sentence where the span starts
-    start: int  # the span in the passage's text
-    end: int
-    answerability: float  # the window's answerability logit
-    span_score: float  # start + end score of the span
+    retrieval: Retrieval
+    read: list[tuple[Window, Reading]]
+    features: np.ndarray  # READER_FEATURES, one row per candidate
+    reader: Reader  # to read the window of a sentence chosen without having been read
+
+    def short_answer(self, candidate: Candidate) -> tuple[int, int]:
+        """The reader's best span inside the candidate sentence, in its passage's text."""
+        passage = self.retrieval.hits[candidate.hit].passage
+        readings = [(w, r) for w, r in self.read if w.holds(candidate.hit, candidate.sentence)]
+        if not readings:  # chosen without being read: read it now, for its short answer
+            window = window_around(passage, candidate.sentence, candidate.hit)
+            readings = [(window, self.reader.read(self.retrieval.question, [window.text_in(passage)])[0])]
+        _, start, end = max(span_in(candidate, window, reading) for window, reading in readings)
+        return stripped(passage.text, start, end)
 
 
-def read(reader: Reader, retrieval: Retrieval, found: Candidates, windows: int) -> list[Span]:
-    """The read stage: ``windows`` windows around the best-ranked candidates, read in one batch;
-    each window's best span, in the order of the windows (the best candidate's first)."""
+def read(reader: Reader, retrieval: Retrieval, found: Candidates, windows: int) -> Readings:
+    """The read stage: ``windows`` windows around the best-ranked candidates, read in one batch."""
     chosen = windows_to_read(retrieval, found, windows)
     texts = [w.text_in(retrieval.hits[w.hit].passage) for w in chosen]
-    spans = [best_span(retrieval, window, reading) for window, reading in zip(chosen, reader.read(retrieval.question, texts))]
-    return [span for span in spans if span is not None]
+    readings = list(zip(chosen, reader.read(retrieval.question, texts)))
+    return Readings(retrieval, readings, reader_signals(found.found, readings), reader)
 
 
 def windows_to_read(retrieval: Retrieval, found: Candidates, count: int) -> list[Window]:
@@ -53,18 +67,26 @@ def windows_to_read(retrieval: Retrieval, found: Candidates, count: int) -> list
     return reading_windows(passages, firsts + [c for c in ranked if c not in firsts], count)
 
 
-def best_span(retrieval: Retrieval, window: Window, reading: Reading) -> Span | None:
-    """The window's best span, cut at the end of the sentence where it starts (None: the reader
-    saw none of the window's text)."""
-    found = reading.best_span()
+def span_in(candidate: Candidate, window: Window, reading: Reading) -> tuple[float, int, int]:
+    """The reader's best span inside the candidate sentence (passage offsets), as its margin over
+    the window's "not here" score; -inf when no token of the sentence was read."""
+    found = reading.best_span(candidate.span[0] - window.start, candidate.span[1] - window.start)
     if found is None:
-        return None
+        return -np.inf, candidate.span[0], candidate.span[0]
     score, start, end = found
-    passage = retrieval.hits[window.hit].passage
-    start += window.start
-    sentence = next((i for i in window.sentences if start < passage.sentences[i][1]), window.sentences[-1])
-    start, end = stripped(passage.text, start, min(window.start + end, passage.sentences[sentence][1]))
-    return Span(window.hit, sentence, start, end, reading.answerable, score)
+    return score - reading.no_answer, window.start + start, window.start + end
+
+
+def reader_signals(found: list[Candidate], readings: list[tuple[Window, Reading]]) -> np.ndarray:
+    """READER_FEATURES for each candidate."""
+    margins = np.full(len(found), -np.inf)
+    for row, candidate in enumerate(found):
+        for window, reading in readings:
+            if window.holds(candidate.hit, candidate.sentence):
+                margins[row] = max(margins[row], span_in(candidate, window, reading)[0])
+    read = np.isfinite(margins)
+    best = margins[read].max() if read.any() else 0.0
+    return np.column_stack([np.where(read, margins, 0.0), np.where(read, margins - best, 0.0), read.astype(float)])
 
 
 def stripped(text: str, start: int, end: int) -> tuple[int, int]:

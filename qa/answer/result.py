@@ -13,8 +13,8 @@ from qa.answer.conversation import Turn
 from qa.ingest.passages import Passage
 
 NO_ANSWER = {
-    "fr": "Le corpus ne semble pas le dire ; voici les passages les plus proches.",
-    "en": "The corpus does not seem to say; here are the closest passages.",
+    "fr": "Je n'ai pas trouvé de réponse dans le corpus.",
+    "en": "I found no answer in the corpus.",
 }
 
 
@@ -55,7 +55,7 @@ class MatchExplanation:
     dense_rank: int
     lexical: float  # BM25 divided by the best BM25 of the question (0: no term in common)
     lexical_rank: int | None  # None when BM25 did not find it
-    reader: float | None  # the reader's best answerability logit in the passage (above 0: it takes it to answer); None: not read
+    reader: float | None  # the reader's best margin in the passage (best span minus "not here"); None: not read
 
 
 @dataclass(frozen=True)
@@ -69,9 +69,9 @@ class Answer:
     # The short answer: the reader's span in the answering sentence (passages[0].answer), or for a
     # question asking for a source, the text of the references backing it; None without either.
     answer_text: str | None = None
-    confidence: float | None = None  # the probability that the answer shown is right (None: no reader, or no answer shown)
+    confidence: float | None = None  # the probability that the answering sentence is right (None: no reader)
     asks_source: bool = False  # the question asks which source says a fact
-    answerability: float | None = None  # the reader's answerability logit for its best answer (None: no reader)
+    signals: tuple[float, ...] = ()  # what the confidence models read (qa.answer.judge.SIGNALS)
     # The question as answered: completed with words of the conversation (qa.answer.conversation),
     # or the question itself.
     understood_as: str = ""

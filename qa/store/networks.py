@@ -93,21 +93,18 @@ class MeanPooled(torch.nn.Module):
         return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
 
 
-class ReaderScores(torch.nn.Module):
-    """The reader: each token's start and end score (the span head) and the window's answerability
-    score (a logit, from the first token's hidden state)."""
+class SpanScores(torch.nn.Module):
+    """The reader: each token's start and end score, from the span head ``qa_outputs``."""
 
-    def __init__(self, transformer: Transformer, heads: dict[str, torch.Tensor]) -> None:
+    def __init__(self, transformer: Transformer, head_weight: torch.Tensor, head_bias: torch.Tensor) -> None:
         super().__init__()
         self.transformer = transformer
-        for name in ("spans.weight", "spans.bias", "answerable.weight", "answerable.bias"):
-            self.register_buffer(name.replace(".", "_"), heads[name].detach().float().contiguous())
+        self.register_buffer("head_weight", head_weight.detach().float().contiguous())
+        self.register_buffer("head_bias", head_bias.detach().float().contiguous())
 
-    def forward(self, words: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        hidden = self.transformer(words, mask)
-        spans = functional.linear(hidden, self.spans_weight, self.spans_bias)
-        answerable = functional.linear(hidden[:, 0], self.answerable_weight, self.answerable_bias)
-        return spans[..., 0], spans[..., 1], answerable[:, 0]
+    def forward(self, words: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = functional.linear(self.transformer(words, mask), self.head_weight, self.head_bias)
+        return logits[..., 0], logits[..., 1]
 
 
 def _layer(name: str) -> int:

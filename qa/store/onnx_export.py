@@ -19,7 +19,7 @@ INPUTS = ("words", "attention_mask")
 OPSET = 17
 # The outputs of each network and their axes of any size.
 POOLED = {"pooled": {0: "batch"}}
-READER = {"start_logits": {0: "batch", 1: "tokens"}, "end_logits": {0: "batch", 1: "tokens"}, "answerable": {0: "batch"}}
+SPANS = {"start_logits": {0: "batch", 1: "tokens"}, "end_logits": {0: "batch", 1: "tokens"}}
 
 
 def export_network(network: torch.nn.Module, width: int, outputs: dict[str, dict[int, str]], path: Path) -> None:

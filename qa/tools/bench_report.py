@@ -160,9 +160,9 @@ def time_question(retriever: Retriever, models: AnswerModels | None, question: s
     if models is not None:
         found = find_candidates(retrieval, models.sentence)
         tick()
-        spans = read(models.reader, retrieval, found, models.read_windows) if models.reader else None
+        readings = read(models.reader, retrieval, found, models.read_windows) if models.reader else None
         tick()
-        choose(found, spans)
+        choose(found, readings, models.choice)
         tick()
     steps = dict(zip(STAGES, np.diff(clock)))
     steps.update({stage + CPU: seconds for stage, seconds in zip(STAGES, np.diff(cpu))})

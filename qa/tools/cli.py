@@ -1,4 +1,4 @@
-"""Command line: ``python -m qa build | status | ask | chat | serve | eval | bench | train-selector | train-reader | calibrate``. A thin layer over qa.engine."""
+"""Command line: ``python -m qa build | status | ask | chat | serve | eval | bench | train-selector | train-reader``. A thin layer over qa.engine."""
 
 from __future__ import annotations
 
@@ -66,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("file", type=Path, help="questions (JSON lines with answer and doc, like piaf-dev's)")
     train.add_argument("--also", nargs=2, action="append", default=[], type=Path, metavar=("FILE", "INDEX"),
                        help="more questions, on the corpus of another index (repeatable)")
-    train.add_argument("--output", type=Path, help="where to write the model (default: qa/models/sentence_model.json)")
+    train.add_argument("--output", type=Path, help="where to write the model (default: qa/models/sentence_model.json, or with --reader "
+                                                  "the reader's choice_model.json)")
+    train.add_argument("--reader", action="store_true", help="train the choice over the sentence model's and the reader's signals")
     reader = commands.add_parser("train-reader", help="train the extractive reader on a SQuAD-format file (PIAF-train)")
     reader.add_argument("files", type=Path, nargs="+", help="training questions, SQuAD JSON: the first file's paragraphs make the corpus, "
                         "the others (SQuAD 2.0, like ../shared/train/piaf-train-extra.json) add questions to them")
@@ -74,12 +76,14 @@ def main(argv: list[str] | None = None) -> int:
     reader.add_argument("--output", type=Path, help="where to write the reader (default: qa/models/reader/)")
     for name, default in TrainingSettings().__dict__.items():
         reader.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
-    calibrate = commands.add_parser("calibrate", help="fit the reader's confidence and the level below which citeqa abstains, on questions with known answers")
-    calibrate.add_argument("files", type=Path, nargs="+", help="questions of many articles (JSON lines with doc, like piaf-dev's)")
-    calibrate.add_argument("--cross-article", action="store_true", help="also ask each answerable question of the other articles only")
-    calibrate.add_argument("--also", nargs=2, action="append", default=[], type=Path, metavar=("FILE", "INDEX"),
-                           help="more questions, on the corpus of another index (repeatable)")
-    calibrate.add_argument("--output", type=Path, help="where to write it (default: the reader's calibration.json)")
+    confidence = commands.add_parser("train-confidence", help="train when to abstain and the confidence shown, on questions with known answers")
+    confidence.add_argument("file", type=Path, help="questions of many articles (JSON lines with doc, like piaf-dev's)")
+    confidence.add_argument("--cross-article", action="store_true", help="also ask each question of the other articles only")
+    confidence.add_argument("--answer-removed", action="store_true",
+                            help="also ask each question without the passages that hold its answer")
+    confidence.add_argument("--also", nargs=2, action="append", default=[], type=Path, metavar=("FILE", "INDEX"),
+                            help="more questions, on the corpus of another index (repeatable)")
+    confidence.add_argument("--output", type=Path, help="where to write the models (default: the reader's confidence_model.json)")
     args, streamlit_options = parser.parse_known_args(argv)  # only `chat` takes options of another program
     if streamlit_options and args.command != "chat":
         parser.error(f"unrecognized arguments: {' '.join(streamlit_options)}")
@@ -87,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env(corpus=args.corpus, index=args.index, model=args.model)
     try:
         return {"build": _build, "status": _status, "ask": _ask, "chat": _chat, "serve": _serve, "eval": _eval, "bench": _bench, "train-selector": _train,
-                "train-reader": _train_reader, "calibrate": _calibrate}[args.command](settings, args)
+                "train-reader": _train_reader, "train-confidence": _train_confidence}[args.command](settings, args)
     except (IndexUnusableError, ModelLoadError, FileNotFoundError, ValueError) as error:
         print(f"error: {as_invoked(str(error))}", file=sys.stderr)
         return 1
@@ -206,7 +210,7 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
     from qa.train.sentence import train_selector
 
     question_sets = [(args.file, str(settings.index)), *((file, str(index)) for file, index in args.also)]
-    train_selector(settings, question_sets, args.output)
+    train_selector(settings, question_sets, args.reader, args.output)
     return 0
 
 
@@ -220,10 +224,11 @@ def _train_reader(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _calibrate(settings: Settings, args: argparse.Namespace) -> int:
-    from qa.train.calibration import calibrate
+def _train_confidence(settings: Settings, args: argparse.Namespace) -> int:
+    from qa.train.confidence import train_confidence
 
-    calibrate(settings, args.files, args.cross_article, [(file, str(index)) for file, index in args.also], args.output)
+    also = [(file, str(index)) for file, index in args.also]
+    train_confidence(settings, args.file, args.cross_article, args.answer_removed, also, args.output)
     return 0
 
 

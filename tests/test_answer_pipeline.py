@@ -68,11 +68,12 @@ def test_the_command_line_answers_several_questions_as_json_lines(index_dir, cap
     assert "KEBCO" in lines[1]["passages"][0]["text"]
 
 
-def test_python_m_qa_explains_a_missing_index(tmp_path):
-    missing = subprocess.run([sys.executable, "-m", "qa", "--index", str(tmp_path), "ask", "Astana ?"], cwd=ROOT, capture_output=True,
-                             text=True, timeout=600)
-    assert missing.returncode == 1
-    assert "python -m qa build" in missing.stderr
+def test_a_first_ask_builds_the_missing_index_saying_so_then_answers(tmp_path):
+    first = subprocess.run([sys.executable, "-m", "qa", "--index", str(tmp_path / "index"), "ask", "Astana ?"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr
+    assert "no index yet" in first.stderr and "(first use)" in first.stderr and "embedding" in first.stderr
+    assert first.stdout.startswith("Q: Astana ?") and (tmp_path / "index" / "CURRENT").is_file()
 
 
 def test_the_command_line_explains_an_empty_question(index_dir, capsys):

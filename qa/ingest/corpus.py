@@ -60,7 +60,7 @@ def read_corpus(folder: Path, limits: ReadLimits = ReadLimits()) -> Corpus:
             continue
         names[path.stem] = path.name
         sources = []
-        for source_path in (p for p in _visible(_sources_folder(path).iterdir()) if p.is_file()) if _sources_folder(path).is_dir() else ():
+        for source_path in (p for p in _visible(sources_folder(path).iterdir()) if p.is_file()) if sources_folder(path).is_dir() else ():
             try:
                 sources.append(read_source(source_path, article, limits))
             except CorpusFileError as error:
@@ -77,10 +77,11 @@ def _visible(paths) -> list[Path]:
 
 def _sources_folders(folder: Path) -> list[Path]:
     """The ``<article>.refs`` folders of the folder's readable articles."""
-    return [f for f in (_sources_folder(p) for p in _visible(folder.iterdir()) if p.is_file() and readable(p)) if f.is_dir()]
+    return [f for f in (sources_folder(p) for p in _visible(folder.iterdir()) if p.is_file() and readable(p)) if f.is_dir()]
 
 
-def _sources_folder(article: Path) -> Path:
+def sources_folder(article: Path) -> Path:
+    """The folder of an article's sources: ``<article>.refs`` beside it."""
     return article.with_name(article.stem + SOURCES_SUFFIX)
 
 

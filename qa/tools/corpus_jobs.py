@@ -30,10 +30,10 @@ from typing import Callable
 
 from qa.config import Settings
 from qa.engine import build
-from qa.ingest.corpus import SOURCES_SUFFIX, file_hashes
+from qa.ingest.corpus import file_hashes, sources_folder
 from qa.ingest.converted import ReadLimits
 from qa.ingest.documents import CorpusFileError
-from qa.ingest.readers import READERS, read_document
+from qa.ingest.readers import READERS, read_document, readable
 from qa.locations import BUNDLED_CORPUS
 from qa.store.locking import exclusive
 
@@ -100,7 +100,7 @@ def name_problem(name: str) -> str | None:
         return "the name must be a plain file name: no folder, no '..', not hidden"
     if any(ord(c) < 32 or ord(c) == 127 for c in name):
         return "the name holds control characters"
-    if Path(name).suffix.lower() not in READERS:
+    if not readable(Path(name)):
         return f"the corpus reads {', '.join(READERS)} files only"
     return None
 
@@ -167,7 +167,7 @@ class CorpusJobs:
         """The article files of the corpus folder whose document id (file stem) is ``document_id``."""
         if name_problem(document_id + ".txt") is not None:
             return []
-        return [path for path in self.settings.corpus.glob(f"{glob_escape(document_id)}.*") if path.is_file() and path.suffix.lower() in READERS]
+        return [path for path in self.settings.corpus.glob(f"{glob_escape(document_id)}.*") if path.is_file() and readable(path)]
 
     def _submit(self, job: Job) -> Job:
         self._forget_old_jobs()
@@ -288,7 +288,7 @@ class CorpusJobs:
                 status.status, status.detail = "refused", "no longer in the corpus folder"
                 continue
             shutil.move(path, kept / status.name)
-            sources = path.with_name(path.stem + SOURCES_SUFFIX)
+            sources = sources_folder(path)
             if sources.is_dir():
                 shutil.move(sources, kept / sources.name)
             status.status = "removing"

@@ -55,6 +55,8 @@ class Settings:
     # best candidate sentences; chosen by measurement (docs/measurements.md).
     read_windows: int = 3
     max_question_chars: int = 1000
+    # Which earlier words a follow-up question carries: the model shipped, or one written by `qa train-carry`.
+    carry_model: Path = Path(__file__).parent / "models" / "carry_model.json"
     # Where the chat keeps its conversations, so that one survives a page reload.
     conversations: Path = DEFAULT_LOCATIONS.conversations
     max_request_bytes: int = 64 * 1024  # `citeqa serve` refuses a larger request body (413)

@@ -11,7 +11,7 @@ from typing import Sequence
 
 from qa.answer.candidates import FEATURES
 from qa.answer.choose import CHOICE_FEATURES, CHOICE_MODEL
-from qa.answer.conversation import Turn
+from qa.answer.conversation import CarryModel, Turn
 from qa.answer.judge import CONFIDENCE_MODEL, ConfidenceModel
 from qa.answer.pipeline import AnswerModels, answer_question
 from qa.answer.ranking import SENTENCE_MODEL, SentenceModel
@@ -47,14 +47,12 @@ class Engine:
             question, self.retriever, self.models, k or self.settings.top_k, self.settings.max_question_chars, articles, history, explain,
         )
 
-    def turn(self, question: str, answer_passage: str | None = None) -> Turn:
-        """An earlier turn of a conversation: its question and the id of the passage that answered it, if any."""
-        if answer_passage is None:
-            return Turn(question)
-        passage = self.store.passage_with_id(answer_passage)
-        if passage is None:
+    def turn(self, question: str, answer: str | None = None, answer_passage: str | None = None) -> Turn:
+        """An earlier turn of a conversation: its question and the short answer it was given, if
+        any; the id of the passage that answered it, if given, must be one of the index's."""
+        if answer_passage is not None and self.store.passage_with_id(answer_passage) is None:
             raise ValueError(f"no passage with id {answer_passage!r} (an earlier turn's answer_passage)")
-        return Turn(question, passage.text)
+        return Turn(question, answer)
 
     def articles_named(self, names: list[str]) -> frozenset[str]:
         """The ids of the articles given by title or file name (any case or accents)."""
@@ -120,15 +118,15 @@ def reader_folder(settings: Settings) -> Path:
 
 
 def load_answer_models(settings: Settings, trained_choice: bool = True, judged: bool = True) -> AnswerModels:
-    """The sentence model, and the configured reader with the choice and confidence models trained
+    """The sentence model, the conversation's carry model, and the configured reader with the choice and confidence models trained
     on its scores (``trained_choice=False``, ``judged=False``: without them, to train them)."""
-    sentence = SentenceModel.load(SENTENCE_MODEL, FEATURES)
+    sentence, carry = SentenceModel.load(SENTENCE_MODEL, FEATURES), CarryModel.load(settings.carry_model)
     if settings.reader == "none":
-        return AnswerModels(sentence)
+        return AnswerModels(sentence, carry)
     folder = reader_folder(settings)
     choice = SentenceModel.load(folder / CHOICE_MODEL, CHOICE_FEATURES) if trained_choice else None
     confidence = ConfidenceModel.load(folder / CONFIDENCE_MODEL) if judged else None
-    return AnswerModels(sentence, Reader.load(settings, folder), choice, confidence, settings.read_windows)
+    return AnswerModels(sentence, carry, Reader.load(settings, folder), choice, confidence, settings.read_windows)
 
 
 def open_engine(settings: Settings, embedder=None, judged: bool = True) -> Engine:

@@ -1,34 +1,35 @@
 """A question read with the conversation before it, without a language model.
 
-A follow-up leans on the earlier turns in one of two ways:
+A follow-up leans on the earlier turns: « Et en 2023 ? », « pour faire quoi ? », « il avait quel
+âge ? », "who wrote it". It is completed with words of the conversation: of the earlier questions
+and of the short answers they were given. Which ones is decided word by word by a small logistic
+model (the carry model, ``qa/models/carry_model.json``), as QuReTeC (Voskarides et al., SIGIR
+2020) classifies the terms of the history, here with signals instead of a network: where the word
+was said (the last question, an older one, the first, an answer), how often, whether it is a
+name, how the question leans (``how_it_leans``: a fragment, a reference, or standing alone) and
+how many words of its own it has. A word whose probability reaches the model's threshold is
+carried; nothing is generated, and the completion is the question followed by the words carried.
 
-- a fragment opens with a connector (« Et en 2023 ? », "and its population?") or has too few
-  content words to say what it asks about (« sur combien de navires ? »): it borrows the previous
-  turn's names and content words;
-- a reference starts from a pronoun or possessive with nothing before it to refer to (« il avait
-  quel âge ? », "why did he go…"): it borrows the previous turn's proper names only.
-
-The previous turn is taken as it was understood, so a subject carries along a chain of follow-ups.
-Its names are those written with a capital, and those typed in lower case that the passage which
-answered it writes with a capital (spelt as there: « tokaiev » → « Tokaïev »). Nothing is
-generated: the completion is the question followed by the conversation's own words. A question
-that names its subject (enough content words, no pronoun before them) is left as it is, so the old
-subject does not leak into it.
-
-The rules and their numbers were set on the first of two folds of the dialogues of
-``../shared/eval/conversations/`` (every other dialogue) and measured on the second
-(``qa eval FILE --fold 2/2``; docs/measurements.md, « Conversations »). Carrying the answering
-passage's own names as well was tried there and dropped: it pulled pronoun follow-ups towards
-that passage (kz, fold 1: pronoun turns' answering sentence 0.19 with, 0.38 without).
+The model is trained by ``python -m qa train-carry`` (``qa.train.conversation``) on the dialogues
+of ``../shared/eval/conversations/``, with a word labelled carried when the turn's standalone form
+holds it; its figures are held out by folds of dialogues (docs/measurements.md, « Conversations »).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
-from qa.ingest.text import fold, without_footnotes
+import numpy as np
+
+from qa.answer.ranking import LogisticModel, read_weights
+from qa.ingest.text import fold
+from qa.store.lexical import terms
+
+CARRY_MODEL = Path(__file__).parent.parent / "models" / "carry_model.json"
 
 # A question with at most this many content words cannot name its subject: it leans on the conversation.
 SHORT_QUESTION = 2
@@ -36,6 +37,27 @@ SHORT_QUESTION = 2
 CARRIED_WORDS = 8
 # The earlier turns read (the latest ones): a subject older than that is forgotten.
 TURNS_READ = 6
+# What the carry model reads of an earlier word (``earlier_words``).
+CARRY_FEATURES = (
+    "fragment",  # the question is a fragment (how_it_leans)
+    "reference",  # … a reference back (a pronoun first)
+    "stands_alone",  # … neither
+    "in_last_question",  # the word is in the question just before
+    "recency",  # 1 / how many turns ago it was last said
+    "in_first_question",  # it is in the oldest question read
+    "mentions",  # log(1 + the earlier questions that have it)
+    "in_last_answer",  # it is in the short answer just before
+    "is_name",  # written with a capital where it was said
+    "name_in_reference",  # is_name × reference
+    "last_question_in_fragment",  # in_last_question × fragment
+    "last_answer_in_reference",  # in_last_answer × reference
+    "swaps_subject",  # the question is « Et X ? » with X its own (swaps_subject)
+    "name_when_swapping",  # is_name × swaps_subject
+    "own_words",  # log(1 + the question's own content words)
+    "length",  # the word's length / 10
+    "last_question_alone",  # in_last_question × stands_alone
+    "name_alone",  # is_name × stands_alone
+)
 
 # Words that open a follow-up: « Et en 2023 ? », "and its population?", "what about…".
 _CONNECTORS = frozenset("et and mais but also aussi puis then ou or sinon".split())
@@ -68,10 +90,32 @@ _FUNCTION_WORDS = frozenset(
 
 @dataclass(frozen=True)
 class Turn:
-    """An earlier turn of the conversation: the question as asked, and the text that answered it."""
+    """An earlier turn of the conversation: the question as asked, and what answered it."""
 
     question: str
-    answer_passage: str | None = None  # the answering sentence (or its passage); None when none did
+    answer: str | None = None  # the short answer it was given; None when it had none
+
+
+@dataclass(frozen=True)
+class CarryModel:
+    """Whether an earlier word is carried into the question: a probability and its threshold."""
+
+    logistic: LogisticModel
+    threshold: float
+
+    @classmethod
+    def load(cls, path: Path = CARRY_MODEL) -> "CarryModel":
+        data = read_weights(path, "features", CARRY_FEATURES, "train-carry")
+        return cls(LogisticModel.from_json(data["model"]), float(data["threshold"]))
+
+
+@dataclass(frozen=True)
+class EarlierWord:
+    """A word of the earlier turns that the question does not have, as the carry model reads it."""
+
+    word: str  # as it was last written
+    term: str  # its BM25 term (folded, stemmed): two spellings of one word are one
+    features: np.ndarray  # CARRY_FEATURES
 
 
 @dataclass(frozen=True)
@@ -86,49 +130,56 @@ class Understanding:
     def completed(self) -> bool:
         return bool(self.carried)
 
-    def names(self, answer_passage: str | None = None) -> list[str]:
-        """The proper names it holds: the question's (also those typed in lower case that the
-        passage that answered it writes with a capital, spelt as there), then those carried over."""
-        written = {fold(name): name for name in names_in(answer_passage or "")}
-        typed = [written.get(fold(word), word) for word in content_words(self.question)
-                 if word[0].isupper() or fold(word) in written]
-        return list(dict.fromkeys([*typed, *(w for w in self.carried if w[0].isupper())]))
 
-
-def understand(question: str, history: Sequence[Turn] = ()) -> Understanding:
-    """The question as understood after the earlier turns (oldest first)."""
-    previous: Understanding | None = None
-    answered_by: str | None = None
-    for turn in list(history)[-TURNS_READ:]:
-        previous, answered_by = _read_turn(turn.question, previous, answered_by), turn.answer_passage
-    return _read_turn(question, previous, answered_by)
-
-
-def _read_turn(question: str, previous: Understanding | None, previous_answer: str | None) -> Understanding:
-    """One turn read after the one before it (``previous``, as it was understood, and the passage
-    that answered it)."""
+def understand(question: str, history: Sequence[Turn], model: CarryModel) -> Understanding:
+    """The question as understood after the earlier turns (oldest first): followed by the earlier
+    words the model carries, the likeliest first."""
     asked = " ".join(question.split())
-    leaning = how_it_leans(asked) if previous is not None else None
-    if leaning is None:
+    found = earlier_words(asked, history)
+    if not found:
         return Understanding(asked, asked)
-    have = {fold(w) for w in content_words(asked)}
-    # A fragment borrows the previous turn's words; a reference, only the names it can refer to.
-    names = previous.names(previous_answer)
-    borrowed = [*names, *content_words(previous.text)] if leaning == FRAGMENT else names
-    carried = _new_words(borrowed, have, CARRIED_WORDS)
+    probabilities = model.logistic.probability(np.vstack([w.features for w in found]))
+    carried = [found[i].word for i in np.argsort(-probabilities, kind="stable") if probabilities[i] >= model.threshold][:CARRIED_WORDS]
     if not carried:
         return Understanding(asked, asked)
     return Understanding(asked, f"{asked} {' '.join(carried)}", tuple(carried))
 
 
-def _new_words(words: list[str], have: set[str], limit: int) -> list[str]:
-    """Up to ``limit`` of the words not in ``have`` (folded), which gains them."""
-    kept = []
-    for word in words:
-        if len(kept) < limit and fold(word) not in have:
-            kept.append(word)
-            have.add(fold(word))
-    return kept
+def earlier_words(question: str, history: Sequence[Turn]) -> list[EarlierWord]:
+    """The content words of the last TURNS_READ turns' questions and short answers that the
+    question lacks, each once (digits left out: a year or a number is asked anew), with what the
+    carry model reads of it. A question that stands alone and names its subject (a name written
+    with a capital after its first word) borrows none, so the old subject does not leak into it."""
+    turns = list(history)[-TURNS_READ:]
+    leaning = how_it_leans(question)
+    if not turns or leaning is None and any(w[0].isupper() and not question.startswith(w) for w in content_words(question)):
+        return []
+    own = {term for word in content_words(question) for term in terms(word)}
+    seen: dict[str, dict] = {}
+    for ago, turn in enumerate(reversed(turns), start=1):
+        for in_question, words in ((True, content_words(turn.question)), (False, content_words(turn.answer or ""))):
+            for word in words:
+                term = next(iter(terms(word)), fold(word))
+                if term in own or word.isdigit():
+                    continue
+                said = seen.setdefault(term, {"word": word, "ago": ago, "mentions": 0, "last_question": False, "last_answer": False,
+                                              "first_question": False, "name": False})
+                said["mentions"] += in_question
+                said["last_question"] |= ago == 1 and in_question
+                said["last_answer"] |= ago == 1 and not in_question
+                said["first_question"] |= ago == len(turns) and in_question
+                said["name"] |= word[0].isupper()
+    fragment, reference, alone = float(leaning == FRAGMENT), float(leaning == REFERENCE), float(leaning is None)
+    swapping, own_words = float(swaps_subject(question)), math.log1p(len(own))
+    return [
+        EarlierWord(said["word"], term, np.array([
+            fragment, reference, alone, float(said["last_question"]), 1 / said["ago"], float(said["first_question"]),
+            math.log1p(said["mentions"]), float(said["last_answer"]), float(said["name"]), said["name"] * reference,
+            said["last_question"] * fragment, said["last_answer"] * reference, swapping, said["name"] * swapping, own_words,
+            len(said["word"]) / 10, said["last_question"] * alone, said["name"] * alone,
+        ], dtype=np.float64))
+        for term, said in seen.items()
+    ]
 
 
 # How a question leans on the turns before it.
@@ -139,9 +190,8 @@ REFERENCE = "reference"  # « pourquoi il dépend autant de la Russie ? »: a pr
 def how_it_leans(question: str) -> str | None:
     """FRAGMENT (a connector first, or too few content words to say what it asks about),
     REFERENCE (a pronoun with nothing before it to refer to), or None: it stands alone."""
-    lowered = question.lower().replace("’", "'")
-    words = _WORD.findall(_INVERTED_SUBJECT.sub(" ", lowered).replace("'", " "))
-    if lowered.startswith(_CONNECTOR_PHRASES) or (words and words[0] in _CONNECTORS):
+    words = _words(question)
+    if _opens_with_connector(question, words):
         return FRAGMENT
     if len([w for w in words if _is_content(w)]) <= SHORT_QUESTION:
         return FRAGMENT
@@ -154,22 +204,27 @@ def how_it_leans(question: str) -> str | None:
     return None
 
 
+def swaps_subject(question: str) -> bool:
+    """Whether a question asks the previous one again of another subject that it names
+    (« Et l'Abkhazie ? », "and in France?"): a connector first, a content word, nothing referring back."""
+    words = _words(question)
+    return bool(_opens_with_connector(question, words) and any(_is_content(w) for w in words) and not any(w in _REFERRING for w in words))
+
+
+def _opens_with_connector(question: str, words: list[str]) -> bool:
+    return question.lower().replace("’", "'").startswith(_CONNECTOR_PHRASES) or bool(words and words[0] in _CONNECTORS)
+
+
+def _words(question: str) -> list[str]:
+    """The question's words in lower case, French inverted subjects (« a-t-il ») left out."""
+    lowered = question.lower().replace("’", "'")
+    return _WORD.findall(_INVERTED_SUBJECT.sub(" ", lowered).replace("'", " "))
+
+
 def content_words(text: str) -> list[str]:
     """The words of a text that can name a subject, as written, in order, each once."""
     words = _WORD.findall(_INVERTED_SUBJECT.sub(" ", text.replace("’", "'")).replace("'", " "))
     return list(dict.fromkeys(w for w in words if _is_content(w.lower())))
-
-
-def names_in(text: str) -> list[str]:
-    """The capitalised words of a text that do not open a sentence (proper names), in order."""
-    text = without_footnotes(text)
-    names = [m.group() for m in _WORD.finditer(text) if m.group()[0].isupper() and not _opens_sentence(text, m.start())]
-    return list(dict.fromkeys(n for n in names if _is_content(n.lower())))
-
-
-def _opens_sentence(text: str, start: int) -> bool:
-    before = text[:start].rstrip(" «\"“(")
-    return not before or before[-1] in ".!?…:"
 
 
 def _is_content(word: str) -> bool:

@@ -30,7 +30,7 @@ import numpy as np
 
 from qa.answer.choose import Choice
 from qa.answer.question import Question
-from qa.answer.ranking import read_weights
+from qa.answer.ranking import LogisticModel, read_weights
 from qa.answer.retrieve import Retrieval
 from qa.answer.sources import source_answer
 from qa.store.contract import PassageStore, reference_text
@@ -47,21 +47,6 @@ ANSWER_THRESHOLD = 0.80
 SAME_LANGUAGE_COVERAGE = 0.5
 # A capitalised word that does not start the question, or an acronym: a name.
 _NAME = re.compile(r"(?<!^)\b[A-ZÀ-Ý][\w'’-]*")
-
-
-@dataclass(frozen=True)
-class LogisticModel:
-    mean: np.ndarray
-    scale: np.ndarray
-    weights: np.ndarray
-    bias: float
-
-    def probability(self, signals: np.ndarray) -> np.ndarray:
-        return 1 / (1 + np.exp(-(((signals - self.mean) / self.scale) @ self.weights + self.bias)))
-
-    @classmethod
-    def from_json(cls, data: dict) -> "LogisticModel":
-        return cls(np.array(data["mean"]), np.array(data["scale"]), np.array(data["weights"]), float(data["bias"]))
 
 
 @dataclass(frozen=True)

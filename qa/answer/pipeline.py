@@ -16,7 +16,7 @@ from typing import Sequence
 from qa.answer.candidates import DEPTH, find_candidates
 from qa.answer.choose import choose
 from qa.answer.compose import compose, nothing_found
-from qa.answer.conversation import Turn, understand
+from qa.answer.conversation import CarryModel, Turn, understand
 from qa.answer.explain import explain_matches
 from qa.answer.judge import ConfidenceModel, judge
 from qa.answer.question import Question, read_question
@@ -37,6 +37,7 @@ class AnswerModels:
     """The trained models answering uses (loaded by ``qa.engine``)."""
 
     sentence: SentenceModel  # ranks the candidate sentences (qa/models/sentence_model.json)
+    carry: CarryModel  # which earlier words a follow-up carries (qa/models/carry_model.json)
     reader: Reader | None = None  # None: QA_READER=none
     choice: SentenceModel | None = None  # with the reader: the choice over its signals too
     confidence: ConfidenceModel | None = None  # with the reader: whether to answer and how surely
@@ -51,7 +52,7 @@ def answer_question(
     read after the conversation's earlier turns (oldest first), if any; with ``explain``, why
     each passage was shown."""
     typed = read_question(question, max_chars)
-    understood = understand(typed.text, history)
+    understood = understand(typed.text, history, models.carry)
     asked = Question(understood.text, typed.language, source_question(understood.text)) if understood.completed else typed
     retrieval = retriever.search(asked.query, max(k, DEPTH) + GROUPING_SLACK, articles)
     if not retrieval.hits:

@@ -1,4 +1,6 @@
-"""The small linear models that rank candidate sentences, and how their JSON files are read.
+"""The small linear models that rank candidate sentences, the logistic ones that give a
+probability (the confidence models, the conversation's carried words), and how their JSON files
+are read.
 
 The sentence model (``qa/models/sentence_model.json``) weighs the candidates' signals
 (``qa.answer.candidates.FEATURES``); the choice model (in the reader's folder) weighs them with
@@ -33,6 +35,24 @@ class SentenceModel:
     def load(cls, path: Path, features: tuple[str, ...]) -> "SentenceModel":
         data = read_weights(path, "features", features, "train-selector")
         return cls(*(np.array(data[key]) for key in ("mean", "scale", "weights")))
+
+
+@dataclass(frozen=True)
+class LogisticModel:
+    mean: np.ndarray
+    scale: np.ndarray
+    weights: np.ndarray
+    bias: float
+
+    def probability(self, signals: np.ndarray) -> np.ndarray:
+        return 1 / (1 + np.exp(-(((signals - self.mean) / self.scale) @ self.weights + self.bias)))
+
+    @classmethod
+    def from_json(cls, data: dict) -> "LogisticModel":
+        return cls(np.array(data["mean"]), np.array(data["scale"]), np.array(data["weights"]), float(data["bias"]))
+
+    def to_json(self) -> dict:
+        return {"mean": self.mean.tolist(), "scale": self.scale.tolist(), "weights": self.weights.tolist(), "bias": self.bias}
 
 
 def read_weights(path: Path, names_key: str, names: tuple[str, ...], command: str) -> dict:

@@ -88,8 +88,8 @@ class Answer:
         return None if self.answered else NO_ANSWER[self.language]
 
     def as_turn(self) -> Turn:
-        """This question and the passage that answered it (none if it abstained), as an earlier turn."""
-        return Turn(self.question, self.passages[0].passage.text if self.answered and self.passages else None)
+        """This question and the short answer it was given (none if it abstained), as an earlier turn."""
+        return Turn(self.question, self.answer_text if self.answered else None)
 
     @property
     def sources(self) -> tuple[Source, ...]:

@@ -1,4 +1,5 @@
-"""Command line: ``python -m qa build | status | ask | chat | serve | eval | bench | train-selector | train-reader``. A thin layer over qa.engine."""
+"""Command line: ``python -m qa build | status | ask | chat | serve | eval | bench | train-selector | train-reader
+| train-confidence | train-carry``. A thin layer over qa.engine."""
 
 from __future__ import annotations
 
@@ -76,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     reader.add_argument("--output", type=Path, help="where to write the reader (default: qa/models/reader/)")
     for name, default in TrainingSettings().__dict__.items():
         reader.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
+    carry = commands.add_parser("train-carry", help="train which earlier words a follow-up question carries, on dialogue files")
+    carry.add_argument("files", type=Path, nargs="+", help="dialogue files (JSON lines with dialogue, turn, question, standalone, "
+                                                         "answer, like ../shared/eval/conversations/*.jsonl)")
+    carry.add_argument("--leave-out", type=int, choices=(1, 2), help="train without this fold of 2 (to measure it with `qa eval --fold I/2`)")
+    carry.add_argument("--output", type=Path, help="where to write the model (default: qa/models/carry_model.json)")
     confidence = commands.add_parser("train-confidence", help="train when to abstain and the confidence shown, on questions with known answers")
     confidence.add_argument("file", type=Path, help="questions of many articles (JSON lines with doc, like piaf-dev's)")
     confidence.add_argument("--cross-article", action="store_true", help="also ask each question of the other articles only")
@@ -91,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env(corpus=args.corpus, index=args.index, model=args.model)
     try:
         return {"build": _build, "status": _status, "ask": _ask, "chat": _chat, "serve": _serve, "eval": _eval, "bench": _bench, "train-selector": _train,
-                "train-reader": _train_reader, "train-confidence": _train_confidence}[args.command](settings, args)
+                "train-reader": _train_reader, "train-confidence": _train_confidence, "train-carry": _train_carry}[args.command](settings, args)
     except (IndexUnusableError, ModelLoadError, FileNotFoundError, ValueError) as error:
         print(f"error: {as_invoked(str(error))}", file=sys.stderr)
         return 1
@@ -229,6 +235,14 @@ def _train_confidence(settings: Settings, args: argparse.Namespace) -> int:
 
     also = [(file, str(index)) for file, index in args.also]
     train_confidence(settings, args.file, args.cross_article, args.answer_removed, also, args.output)
+    return 0
+
+
+def _train_carry(settings: Settings, args: argparse.Namespace) -> int:
+    from qa.train.conversation import train_carry
+
+    summary = train_carry(args.files, args.output, args.leave_out)
+    print(json.dumps({key: summary[key] for key in ("threshold", "left_out_fold", "held_out_carried_words")}, indent=1))
     return 0
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qa.answer.conversation import Turn, understand
+from qa.answer.conversation import CarryModel, Turn, understand
 from qa.answer.result import Answer
 from qa.engine import Engine
 from qa.ingest.text import squash_spaces
@@ -204,7 +204,7 @@ def evaluate_dialogues(engine: Engine, cases: list[Case]) -> tuple[dict, list[Ou
         f"{group} {way}": summarise([o for o in by_way[way] if belongs(o.case)])
         for group, belongs in groups.items() for way in DIALOGUE_WAYS
     }
-    report["understanding"] = _understanding_cost(cases)
+    report["understanding"] = _understanding_cost(cases, engine.models.carry)
     return report, by_way["conversation"]
 
 
@@ -220,16 +220,16 @@ def _in_conversation(engine: Engine, cases: list[Case]) -> list[Outcome]:
     return outcomes
 
 
-def _understanding_cost(cases: list[Case]) -> dict:
-    """The time to read each turn with the questions before it (no answers), p50 and p95 in ms."""
+def _understanding_cost(cases: list[Case], model: CarryModel) -> dict:
+    """The time to read each turn after the turns before it (with their known answers), p50 and p95 in ms."""
     times, history, dialogue = [], [], None
     for case in cases:
         if case.dialogue != dialogue:
             history, dialogue = [], case.dialogue
         started = time.perf_counter()
-        understand(case.question, history)
+        understand(case.question, history, model)
         times.append((time.perf_counter() - started) * 1000)
-        history.append(Turn(case.question))
+        history.append(Turn(case.question, case.answer))
     return {"turns": len(times), "p50_ms": round(float(np.percentile(times, 50)), 3), "p95_ms": round(float(np.percentile(times, 95)), 3)}
 
 

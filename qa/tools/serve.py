@@ -122,7 +122,10 @@ class EarlierTurn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     question: str = Field(max_length=10_000)
-    answer_passage: str | None = Field(None, description="the id of the passage that answered it (its answer's answer_passage), if any")
+    answer: str | None = Field(None, max_length=10_000, description="the short answer it was given (its answer's answer_text), if any: "
+                                                                   "a follow-up may carry its words")
+    answer_passage: str | None = Field(None, description="the id of the passage that answered it (its answer's answer_passage), if any: "
+                                                         "an id the index does not have is a 422")
 
 
 class Ask(BaseModel):
@@ -278,7 +281,7 @@ class Service:
 def earlier_turns(engine: Engine, history: list[EarlierTurn]) -> list[Turn]:
     """A request's history as the engine's turns; an unknown answer_passage is a 422."""
     try:
-        return [engine.turn(turn.question, turn.answer_passage) for turn in history]
+        return [engine.turn(turn.question, turn.answer, turn.answer_passage) for turn in history]
     except ValueError as error:
         raise HttpError(422, str(error)) from None
 

@@ -19,7 +19,8 @@ import numpy as np
 
 from qa.answer.candidates import DEPTH, find_candidates
 from qa.answer.choose import choose
-from qa.answer.judge import CONFIDENCE_MODEL, SIGNALS, ConfidenceModel, LogisticModel, answer_signals, decide, unknown_names
+from qa.answer.judge import CONFIDENCE_MODEL, SIGNALS, ConfidenceModel, answer_signals, decide, unknown_names
+from qa.answer.ranking import LogisticModel
 from qa.answer.reading import read
 from qa.config import Settings, index_location
 from qa.engine import Engine, open_engine, reader_folder
@@ -121,10 +122,7 @@ def fit_confidence(signals: np.ndarray, answerable: np.ndarray, correct: np.ndar
 
 
 def save_confidence(model: ConfidenceModel, path: Path) -> None:
-    def as_json(logistic: LogisticModel) -> dict:
-        return {"mean": logistic.mean.tolist(), "scale": logistic.scale.tolist(), "weights": logistic.weights.tolist(), "bias": logistic.bias}
-
-    data = {"signals": list(SIGNALS), "answerable": as_json(model.answerable), "correct": as_json(model.correct), "threshold": model.threshold}
+    data = {"signals": list(SIGNALS), "answerable": model.answerable.to_json(), "correct": model.correct.to_json(), "threshold": model.threshold}
     path.write_text(json.dumps(data, indent=1) + "\n", "utf-8")
 
 

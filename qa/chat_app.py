@@ -30,8 +30,8 @@ from qa.tools.feedback import record_vote
 from qa.store.building import BuildReport, IndexStatus
 from qa.store.contract import Articles, IndexUnusableError, MissingIndexError, PassageStore
 from qa.store.model import ModelLoadError, load_encoder
-from qa.chat_text import (LABELS, confidence_cue, conversation_markdown, escape_markdown, explanation_markdown, file_status_line, highlighted,
-                          job_progress, labels_for, page_language, passage_place, refusal, understood_line)
+from qa.chat_text import (LABELS, colon, confidence_cue, conversation_markdown, escape_markdown, explanation_markdown, file_status_line,
+                          highlighted, job_progress, labels_for, page_language, passage_place, refusal, understood_line)
 
 EXAMPLES = (
     "Combien de soldats la Russie a-t-elle déployés en janvier 2022 ?",
@@ -249,7 +249,7 @@ def save_vote(message: dict) -> None:
     try:
         record_vote(message["answer"], "up" if value == 1 else "down")
     except OSError as error:
-        st.toast(f"{labels['not_saved']} : {error}")
+        st.toast(f"{labels['not_saved']}{colon(message['answer'].language)} {escape_markdown(str(error))}")
     else:
         st.toast(labels["thanks"])
 
@@ -308,7 +308,7 @@ def show_answer(answer: Answer, index: PassageStore) -> None:
     if not answer.answered:
         st.markdown(f"{cue}  \n{escape_markdown(answer.message or '')}")
     else:
-        st.markdown(cue + (f"  \n**{labels['answer']} : {escape_markdown(answer.answer_text)}**" if answer.answer_text else ""))
+        st.markdown(cue + (f"  \n**{labels['answer']}{colon(answer.language)} {escape_markdown(answer.answer_text)}**" if answer.answer_text else ""))
     if not answer.passages:
         return
     first, *others = answer.passages

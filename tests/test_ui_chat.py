@@ -479,6 +479,7 @@ def test_why_this_passage_shows_the_terms_and_the_scores(app):
 def test_an_english_question_gets_english_words(app):
     reply = ask(app, BORDER)
     assert "Answer found" in cue(reply) or "Likely answer" in cue(reply)
+    assert "\nAnswer: 6" in rendered(cue(reply))[0]  # English punctuation: no space before the colon
     assert app.chat_input[0].placeholder == "Your question…"
     assert sidebar_button(app, "New topic") and sidebar_button(app, "Clear the conversation")
     assert [t.label for t in app.tabs] == ["Conversation", "Sources"]

@@ -515,7 +515,8 @@ def main() -> None:
     """The page: load (or build) the engine; the sidebar; then the chat and the sources in tabs."""
     st.set_page_config(page_title="citeqa", page_icon="📚")
     st.title("citeqa")
-    labels = labels_for(page_language(asked_questions(st.session_state.get("messages", []))))
+    drawn = page_language(asked_questions(st.session_state.get("messages", [])))  # the language of the words above the answers
+    labels = labels_for(drawn)
     st.caption(labels["intro"])
     settings = Settings.from_env()
     loading = engine_loading(settings)  # starts loading the model and index in the background
@@ -533,12 +534,12 @@ def main() -> None:
         with st.spinner(labels["replaying"]):
             st.session_state["messages"] = restored_conversation(engine, k, articles)
     history = st.session_state["messages"]
-    language = page_language(asked_questions(history))
     if question is not None:
         history.extend(exchange(engine, question, k, articles, history))
         keep_conversation(history)
-        if page_language(asked_questions(history)) != language:
-            st.rerun()  # the words above the answers (the input box's) were drawn in the other language
+    language = page_language(asked_questions(history))
+    if language != drawn:
+        st.rerun()  # a question, or a conversation restored, in the other language: the intro and input box too
     with st.sidebar:
         show_conversation_actions(history, language)
     chat, sources = st.tabs([labels_for(language)["conversation"], labels_for(language)["sources"]])

@@ -30,8 +30,8 @@ from qa.tools.feedback import record_vote
 from qa.store.building import BuildReport, IndexStatus
 from qa.store.contract import Articles, IndexUnusableError, MissingIndexError, PassageStore
 from qa.store.model import ModelLoadError, load_encoder
-from qa.chat_text import (LABELS, confidence_cue, conversation_markdown, escape_markdown, explanation_markdown, file_status_line, highlighted,
-                          job_progress, labels_for, page_language, passage_place, refusal, understood_line)
+from qa.chat_text import (LABELS, colon, confidence_cue, conversation_markdown, escape_markdown, explanation_markdown, file_status_line,
+                          highlighted, job_progress, labels_for, page_language, passage_place, refusal, understood_line)
 
 EXAMPLES = (
     "Combien de soldats la Russie a-t-elle déployés en janvier 2022 ?",
@@ -249,7 +249,7 @@ def save_vote(message: dict) -> None:
     try:
         record_vote(message["answer"], "up" if value == 1 else "down")
     except OSError as error:
-        st.toast(f"{labels['not_saved']} : {error}")
+        st.toast(f"{labels['not_saved']}{colon(message['answer'].language)} {escape_markdown(str(error))}")
     else:
         st.toast(labels["thanks"])
 
@@ -308,7 +308,7 @@ def show_answer(answer: Answer, index: PassageStore) -> None:
     if not answer.answered:
         st.markdown(f"{cue}  \n{escape_markdown(answer.message or '')}")
     else:
-        st.markdown(cue + (f"  \n**{labels['answer']} : {escape_markdown(answer.answer_text)}**" if answer.answer_text else ""))
+        st.markdown(cue + (f"  \n**{labels['answer']}{colon(answer.language)} {escape_markdown(answer.answer_text)}**" if answer.answer_text else ""))
     if not answer.passages:
         return
     first, *others = answer.passages
@@ -515,7 +515,8 @@ def main() -> None:
     """The page: load (or build) the engine; the sidebar; then the chat and the sources in tabs."""
     st.set_page_config(page_title="citeqa", page_icon="📚")
     st.title("citeqa")
-    labels = labels_for(page_language(asked_questions(st.session_state.get("messages", []))))
+    drawn = page_language(asked_questions(st.session_state.get("messages", [])))  # the language of the words above the answers
+    labels = labels_for(drawn)
     st.caption(labels["intro"])
     settings = Settings.from_env()
     loading = engine_loading(settings)  # starts loading the model and index in the background
@@ -533,12 +534,12 @@ def main() -> None:
         with st.spinner(labels["replaying"]):
             st.session_state["messages"] = restored_conversation(engine, k, articles)
     history = st.session_state["messages"]
-    language = page_language(asked_questions(history))
     if question is not None:
         history.extend(exchange(engine, question, k, articles, history))
         keep_conversation(history)
-        if page_language(asked_questions(history)) != language:
-            st.rerun()  # the words above the answers (the input box's) were drawn in the other language
+    language = page_language(asked_questions(history))
+    if language != drawn:
+        st.rerun()  # a question, or a conversation restored, in the other language: the intro and input box too
     with st.sidebar:
         show_conversation_actions(history, language)
     chat, sources = st.tabs([labels_for(language)["conversation"], labels_for(language)["sources"]])

@@ -147,20 +147,23 @@ def page_language(questions: list[str]) -> str:
     return question_language(said[-1]) if said else "fr"
 
 
+def colon(language: str) -> str:
+    """What follows a label: « Réponse : » in French, "Answer:" in English."""
+    return " :" if language == "fr" else ":"
+
+
 def refusal(error: QuestionError, language: str) -> str:
     """Why a question was refused, in ``language`` (the label, then the reason)."""
     labels = labels_for(language)
     reason = labels[error.reason].format(length=error.length, limit=error.limit) if error.reason in labels else str(error)
-    return f"{labels['refused']} : {reason}" if language == "fr" else f"{labels['refused']}: {reason}"
+    return f"{labels['refused']}{colon(language)} {reason}"
 
 
 def understood_line(answer: Answer) -> str | None:
     """« Compris comme : … » (escaped Markdown) when the question was completed from the conversation, else None."""
     if not answer.completed:
         return None
-    labels = labels_for(answer.language)
-    separator = " : " if answer.language == "fr" else ": "
-    return f"{labels['understood']}{separator}{escape_markdown(answer.understood_as)}"
+    return f"{labels_for(answer.language)['understood']}{colon(answer.language)} {escape_markdown(answer.understood_as)}"
 
 
 def explanation_markdown(passage: Passage, why: MatchExplanation, language: str) -> str:
@@ -177,8 +180,7 @@ def explanation_markdown(passage: Passage, why: MatchExplanation, language: str)
     reader = labels["not_read"] if why.reader is None else f"{why.reader:+.2f}"
     scores = (f"{labels['dense']} {why.dense:.3f} ({labels['rank']} {why.dense_rank}) · "
               f"{labels['lexical']} {lexical} · {labels['reader']} {reader}")
-    colon = " :" if language == "fr" else ":"
-    return f"**{labels['terms']}**{colon} {found}  \n{scores}\n\n{''.join(pieces)}"
+    return f"**{labels['terms']}**{colon(language)} {found}  \n{scores}\n\n{''.join(pieces)}"
 
 
 def passage_place(passage: Passage) -> str:
@@ -237,29 +239,29 @@ def conversation_markdown(messages: list[dict]) -> str:
 
 def _answer_markdown(answer: Answer) -> list[str]:
     labels = labels_for(answer.language)
-    colon = " :" if answer.language == "fr" else ":"
+    after = colon(answer.language)
     parts = []
     if answer.completed:
-        parts.append(f"*{labels['understood']}{colon} {plain_markdown(answer.understood_as)}*")
+        parts.append(f"*{labels['understood']}{after} {plain_markdown(answer.understood_as)}*")
     confidence = "" if answer.confidence is None else f" ({labels['confidence']} {answer.confidence:.0%})"
     if answer.answered:
         verdict = labels["found"] if answer.confidence is None or answer.confidence >= FOUND_CONFIDENCE else labels["likely"]
         parts.append(f"**{verdict}**{confidence}")
         if answer.answer_text:
-            parts.append(f"**{labels['answer']}**{colon} {plain_markdown(answer.answer_text)}")
-        parts.append(f"**{labels['sentence']}**{colon} {plain_markdown(answer.answer_sentence or '')}")
+            parts.append(f"**{labels['answer']}**{after} {plain_markdown(answer.answer_text)}")
+        parts.append(f"**{labels['sentence']}**{after} {plain_markdown(answer.answer_sentence or '')}")
     else:
-        parts.append(f"**{labels['unsure']}**{confidence}: {plain_markdown(answer.message or '')}")
+        parts.append(f"**{labels['unsure']}**{confidence}{after} {plain_markdown(answer.message or '')}")
     if answer.passages:
         first = answer.passages[0]
         kind = labels["source"] if answer.answered else labels["maybe"]
-        parts.append(f"{kind}{colon} {plain_markdown(first.passage.title)} › {plain_markdown(first.passage.section)} · score {first.score:.2f}")
+        parts.append(f"{kind}{after} {plain_markdown(first.passage.title)} › {plain_markdown(first.passage.section)} · score {first.score:.2f}")
         parts.append("> " + plain_markdown(first.passage.text).replace("\n", "\n> "))
         notes = [f"- [{f.number}] {plain_markdown(f.reference or labels['missing'])}" for f in first.footnotes]
         if notes:
-            parts.append(f"{labels['notes']}{colon}\n\n" + "\n".join(notes))
+            parts.append(f"{labels['notes']}{after}\n\n" + "\n".join(notes))
         for source in first.same_fact:
-            parts.append(f"{labels['also']}{colon} {plain_markdown(source.passage.title)} › {plain_markdown(source.passage.section)}")
+            parts.append(f"{labels['also']}{after} {plain_markdown(source.passage.title)} › {plain_markdown(source.passage.section)}")
             parts.append("> " + plain_markdown(source.passage.text[source.sentence[0] : source.sentence[1]]))
     return parts
 

@@ -1,12 +1,16 @@
 """The chat in a real browser: `streamlit run app.py` on the test index, driven by Chromium.
 
-Asks a question, opens a citation, uploads documents, and takes screenshots; with
-QA_UPDATE_SCREENSHOTS=1 they replace the README's (docs/chat.png, docs/sources.png, docs/upload.png), otherwise they go to the test's tmp folder. Skipped when Debian's chromium (apt package `chromium`) is not installed.
+Asks a question, opens a citation, uploads documents, follows a conversation, explains a match,
+reloads the page, and takes screenshots; with QA_UPDATE_SCREENSHOTS=1 they replace the README's
+(docs/chat.png, docs/sources.png, docs/upload.png, docs/conversation.png, docs/explain.png,
+docs/english.png, docs/reload.png), otherwise they go to the test's tmp folder. Skipped when
+Debian's chromium (apt package `chromium`) is not installed.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -27,6 +31,10 @@ CHROMIUM_ARGS = [
 ]
 ANSWER_MS = 120_000  # the first question also waits for the server to load the model and index
 SOLDIERS = "Combien de soldats la Russie a-t-elle déployés en janvier 2022 ?"
+WHAT_FOR = "pour faire quoi ?"
+LEFT_WHEN = "Et quand sont-ils partis ?"
+PUTIN = ("When did Vladimir Putin travel to Astana?", "what did he do there", "which paper reported it?")
+FRENCH_WORDS = ("Compris comme", "Pourquoi ce passage", "Réponse", "Voir dans le contexte", "Nouveau sujet", "Posez une question")
 LE_POINT = "Le Kazakhstan en proie aux émeutes"
 ARAL = "# Aral\n\nLa mer d'Aral, partagée entre le Kazakhstan et l'Ouzbékistan, a perdu les trois quarts de sa surface depuis 1960.\n"
 ARAL_QUESTION = "Depuis quand la mer d'Aral a-t-elle perdu sa surface ?"
@@ -39,7 +47,8 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not 
 def server_url(index_dir, tmp_path):
     """A `streamlit run app.py` on the test index (votes go to a temporary file), stopped afterwards."""
     port = free_port()
-    env = {**os.environ, "QA_INDEX": str(index_dir), "QA_FEEDBACK": str(tmp_path / "feedback.jsonl")}
+    env = {**os.environ, "QA_INDEX": str(index_dir), "QA_FEEDBACK": str(tmp_path / "feedback.jsonl"),
+           "QA_CONVERSATIONS": str(tmp_path / "conversations")}
     command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
                "--server.address", "127.0.0.1", "--server.headless", "true"]
     with streamlit_server(command, port, ROOT, env, tmp_path / "streamlit.log") as url:
@@ -59,6 +68,58 @@ def page(server_url):
 def screenshot_folder(tmp_path):
     """docs/ when the README's screenshots are to be refreshed, else a temporary folder."""
     return ROOT / "docs" if os.environ.get("QA_UPDATE_SCREENSHOTS") == "1" else tmp_path
+
+
+def ask(page, question: str):
+    """Type ``question`` in the chat box; its reply once drawn (the page's last message)."""
+    replies = page.get_by_test_id("stChatMessage").filter(has=page.get_by_test_id("stChatMessageAvatarAssistant"))
+    asked = replies.count()
+    question_box = page.get_by_test_id("stChatInputTextArea")
+    question_box.fill(question, timeout=ANSWER_MS)
+    question_box.press("Enter")
+    sync_api.expect(replies).to_have_count(asked + 1, timeout=ANSWER_MS)
+    reply = replies.nth(asked)
+    sync_api.expect(reply.get_by_test_id("stFeedback")).to_be_visible()  # drawn to its end
+    return reply
+
+
+def understood(reply, label: str):
+    """The reply's « Compris comme : … » / "Understood as: …" line (none when the question was read alone)."""
+    return reply.get_by_test_id("stCaptionContainer").filter(has_text=re.compile(f"^{label}"))
+
+
+def highlighted_sentence(reply) -> str:
+    """The answering sentence, highlighted in the reply's best passage."""
+    return reply.locator(".stMarkdownColoredBackground").first.inner_text()
+
+
+def settled_box(page, locator) -> dict:
+    """The locator's bounding box once it stops moving (an expander opens with an animation)."""
+    previous, box = None, locator.bounding_box()
+    while box != previous:
+        page.wait_for_timeout(200)
+        previous, box = box, locator.bounding_box()
+    return box
+
+
+def screenshot_of_everything(page, path: Path, *parts, margin: int = 12) -> None:
+    """A screenshot of the whole conversation, or only of ``parts`` (locators), however tall: the
+    window is made as tall as the content (Streamlit scrolls its main area, so full_page would not)."""
+    size = page.viewport_size
+    settled_box(page, page.get_by_test_id("stMainBlockContainer"))
+    hidden = page.get_by_test_id("stAppScrollToBottomContainer").evaluate("main => main.scrollHeight - main.clientHeight")
+    page.set_viewport_size({**size, "height": size["height"] + hidden})
+    try:
+        clip = None
+        if parts:
+            boxes = [settled_box(page, part) for part in parts]
+            left, top = min(b["x"] for b in boxes) - margin, min(b["y"] for b in boxes) - margin
+            right = max(b["x"] + b["width"] for b in boxes) + margin
+            bottom = max(b["y"] + b["height"] for b in boxes) + margin
+            clip = {"x": left, "y": top, "width": right - left, "height": bottom - top}
+        page.screenshot(path=path, clip=clip)
+    finally:
+        page.set_viewport_size(size)
 
 
 def test_answer_with_a_citation_that_opens_its_reference(page, tmp_path):
@@ -127,3 +188,64 @@ def test_documents_uploaded_in_the_browser_get_a_status_each_then_are_answered(i
         finally:
             browser.close()
     assert sorted(p.name for p in settings.corpus.iterdir()) == ["aral.md", "relations-kazakhstan-russie.txt"]
+
+
+def test_a_follow_up_is_understood_from_the_conversation_and_a_match_explained(page, tmp_path):
+    """Three turns in French: the follow-ups are completed from the first question, said under
+    them, and answered by the sentence that says it; the first passage explained."""
+    page.goto("/")
+    first = ask(page, SOLDIERS)
+    sync_api.expect(understood(first, "Compris comme")).to_have_count(0)  # a question that stands alone
+    what_for = ask(page, WHAT_FOR)
+    sync_api.expect(understood(what_for, "Compris comme : ")).to_have_count(1)
+    assert "réprimer la révolte" in highlighted_sentence(what_for)
+    left = ask(page, LEFT_WHEN)
+    sync_api.expect(understood(left, "Compris comme : ")).to_have_count(1)
+    assert "quittent le pays le 11 janvier" in highlighted_sentence(left)
+    screenshot_of_everything(page, screenshot_folder(tmp_path) / "conversation.png")
+
+    why = first.get_by_test_id("stExpander").filter(has=page.locator("summary", has_text="Pourquoi ce passage ?"))
+    why.locator("summary").click()
+    panel = why.get_by_test_id("stExpanderDetails")
+    sync_api.expect(panel).to_contain_text("Termes de la question trouvés :")
+    terms = panel.locator(".stMarkdownColoredBackground").all_inner_texts()  # the question's words, highlighted in the passage
+    assert {"soldats", "janvier", "2022"} <= {t.strip() for t in terms}, terms
+    sync_api.expect(panel).to_contain_text(re.compile(r"Sémantique \(dense\) 0\.\d{3} \(rang \d+\) · Lexical \(BM25\) \d\.\d\d \(rang \d+\)"))
+    sync_api.expect(panel).to_contain_text(re.compile(r"Lecteur [+-]\d\.\d\d"))
+    user_messages = page.get_by_test_id("stChatMessage").filter(has=page.get_by_test_id("stChatMessageAvatarUser"))
+    screenshot_of_everything(page, screenshot_folder(tmp_path) / "explain.png", user_messages.first, first)
+
+
+def test_an_english_conversation_in_english_words_is_the_same_after_a_reload(page, tmp_path):
+    """Asked in English, the chat's words are English (the article's text stays French); the
+    conversation, kept under the id in the URL, is shown again after the page is reloaded."""
+    page.goto("/")
+    replies = [ask(page, question) for question in PUTIN]
+    assert "novembre 2023" in highlighted_sentence(replies[0])
+    sync_api.expect(understood(replies[0], "Understood as")).to_have_count(0)
+    for follow_up in replies[1:]:
+        sync_api.expect(understood(follow_up, "Understood as: ")).to_have_count(1)
+    sync_api.expect(replies[2]).to_contain_text("Answer: ")
+    sync_api.expect(replies[2]).to_contain_text("L'Orient le Jour")
+    for label in ("Why this passage?", "Show in context"):
+        sync_api.expect(replies[0].get_by_text(label, exact=True).first).to_be_visible()
+    sync_api.expect(page.get_by_role("tab", name="Conversation")).to_be_visible()
+    sync_api.expect(page.get_by_placeholder("Your question…")).to_be_visible()
+    sync_api.expect(page.get_by_test_id("stSidebar").get_by_role("button", name="New topic")).to_be_visible()
+    main = page.locator("#stMain")  # the page but its sidebar, whose index status and settings stay French
+    sync_api.expect(main.get_by_text(re.compile("^Understood as: "))).to_have_count(2)
+    for word in FRENCH_WORDS:
+        sync_api.expect(main.get_by_text(re.compile(word))).to_have_count(0)
+    screenshot_of_everything(page, screenshot_folder(tmp_path) / "english.png")
+
+    conversation = re.search(r"[?&]conversation=(\w+)", page.url).group(1)
+    assert (tmp_path / "conversations" / f"{conversation}.json").is_file()
+    messages = page.get_by_test_id("stChatMessage")
+    before = messages.all_inner_texts()
+    page.reload()
+    sync_api.expect(messages).to_have_count(len(before), timeout=ANSWER_MS)
+    sync_api.expect(messages.last.get_by_test_id("stFeedback")).to_be_visible()
+    assert messages.all_inner_texts() == before  # the same questions, understood and answered the same
+    assert f"conversation={conversation}" in page.url
+    sync_api.expect(page.get_by_placeholder("Your question…")).to_be_visible()  # the page's own words follow it
+    screenshot_of_everything(page, screenshot_folder(tmp_path) / "reload.png")

@@ -479,6 +479,7 @@ def test_why_this_passage_shows_the_terms_and_the_scores(app):
 def test_an_english_question_gets_english_words(app):
     reply = ask(app, BORDER)
     assert "Answer found" in cue(reply) or "Likely answer" in cue(reply)
+    assert "\nAnswer: 6" in rendered(cue(reply))[0]  # English punctuation: no space before the colon
     assert app.chat_input[0].placeholder == "Your question…"
     assert sidebar_button(app, "New topic") and sidebar_button(app, "Clear the conversation")
     assert [t.label for t in app.tabs] == ["Conversation", "Sources"]
@@ -500,6 +501,17 @@ def test_the_conversation_survives_a_reload(app, tmp_path):
     bad.query_params["conversation"] = "../../etc/passwd"
     bad.run()
     assert not bad.exception and not bad.chat_message and "not a conversation id" in bad.warning[0].value
+
+
+def test_an_english_conversation_is_reloaded_in_english(app):
+    ask(app, BORDER)
+    reloaded = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    reloaded.query_params["conversation"] = app.query_params["conversation"]
+    reloaded.run()
+    assert not reloaded.exception
+    assert reloaded.chat_input[0].placeholder == "Your question…"  # not the French of a page with no question yet
+    assert reloaded.caption[0].value == chat_text.LABELS["en"]["intro"]
+    assert [rendered(m.markdown[0].value)[0] for m in reloaded.chat_message if m.name == "user"] == [BORDER]
 
 
 def test_the_export_keeps_understood_questions_and_refusals_and_reads_as_plain_text(engine):

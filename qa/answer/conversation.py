@@ -7,7 +7,8 @@ model (the carry model, ``qa/models/carry_model.json``), as QuReTeC (Voskarides 
 2020) classifies the terms of the history, here with signals instead of a network: where the word
 was said (the last question, an older one, the first, an answer), how often, whether it is a
 name, how the question leans (``how_it_leans``: a fragment, a reference, or standing alone) and
-how many words of its own it has. A word whose probability reaches the model's threshold is
+how many words of its own it has, and whether the question before carried it (a subject goes
+along a chain of follow-ups). A word whose probability reaches the model's threshold is
 carried; nothing is generated, and the completion is the question followed by the words carried.
 
 The model is trained by ``python -m qa train-carry`` (``qa.train.conversation``) on the dialogues
@@ -57,6 +58,7 @@ CARRY_FEATURES = (
     "length",  # the word's length / 10
     "last_question_alone",  # in_last_question × stands_alone
     "name_alone",  # is_name × stands_alone
+    "in_last_understanding",  # it is in the question just before as that was understood (carried along a chain)
 )
 
 # Words that open a follow-up: « Et en 2023 ? », "and its population?", "what about…".
@@ -94,6 +96,7 @@ class Turn:
 
     question: str
     answer: str | None = None  # the short answer it was given; None when it had none
+    understood_as: str | None = None  # the question as it was understood, if completed
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,8 @@ def earlier_words(question: str, history: Sequence[Turn]) -> list[EarlierWord]:
     if not turns or leaning is None and any(w[0].isupper() and not question.startswith(w) for w in content_words(question)):
         return []
     own = {term for word in content_words(question) for term in terms(word)}
+    last = turns[-1]
+    understood_last = set(terms(last.understood_as or last.question))
     seen: dict[str, dict] = {}
     for ago, turn in enumerate(reversed(turns), start=1):
         for in_question, words in ((True, content_words(turn.question)), (False, content_words(turn.answer or ""))):
@@ -176,7 +181,7 @@ def earlier_words(question: str, history: Sequence[Turn]) -> list[EarlierWord]:
             fragment, reference, alone, float(said["last_question"]), 1 / said["ago"], float(said["first_question"]),
             math.log1p(said["mentions"]), float(said["last_answer"]), float(said["name"]), said["name"] * reference,
             said["last_question"] * fragment, said["last_answer"] * reference, swapping, said["name"] * swapping, own_words,
-            len(said["word"]) / 10, said["last_question"] * alone, said["name"] * alone,
+            len(said["word"]) / 10, said["last_question"] * alone, said["name"] * alone, float(term in understood_last),
         ], dtype=np.float64))
         for term, said in seen.items()
     ]

@@ -7,8 +7,7 @@ model (the carry model, ``qa/models/carry_model.json``), as QuReTeC (Voskarides 
 2020) classifies the terms of the history, here with signals instead of a network: where the word
 was said (the last question, an older one, the first, an answer), how often, whether it is a
 name, how the question leans (``how_it_leans``: a fragment, a reference, or standing alone) and
-how many words of its own it has, and whether the question before carried it (a subject goes
-along a chain of follow-ups). A word whose probability reaches the model's threshold is
+how many words of its own it has. A word whose probability reaches the model's threshold is
 carried; nothing is generated, and the completion is the question followed by the words carried.
 
 The model is trained by ``python -m qa train-carry`` (``qa.train.conversation``) on the dialogues
@@ -58,7 +57,6 @@ CARRY_FEATURES = (
     "length",  # the word's length / 10
     "last_question_alone",  # in_last_question × stands_alone
     "name_alone",  # is_name × stands_alone
-    "in_last_understanding",  # it is in the question just before as that was understood (carried along a chain)
 )
 
 # Words that open a follow-up: « Et en 2023 ? », "and its population?", "what about…".
@@ -96,7 +94,6 @@ class Turn:
 
     question: str
     answer: str | None = None  # the short answer it was given; None when it had none
-    understood_as: str | None = None  # the question as it was understood, if completed
 
 
 @dataclass(frozen=True)
@@ -151,15 +148,13 @@ def understand(question: str, history: Sequence[Turn], model: CarryModel) -> Und
 def earlier_words(question: str, history: Sequence[Turn]) -> list[EarlierWord]:
     """The content words of the last TURNS_READ turns' questions and short answers that the
     question lacks, each once (digits left out: a year or a number is asked anew), with what the
-    carry model reads of it. A question that stands alone and names its subject (a name written
-    with a capital after its first word) borrows none, so the old subject does not leak into it."""
+    carry model reads of it. A question that names a new subject borrows none
+    (``names_a_new_subject``), so the old subject does not leak into it."""
     turns = list(history)[-TURNS_READ:]
     leaning = how_it_leans(question)
-    if not turns or leaning is None and any(w[0].isupper() and not question.startswith(w) for w in content_words(question)):
+    if not turns or names_a_new_subject(question):
         return []
     own = {term for word in content_words(question) for term in terms(word)}
-    last = turns[-1]
-    understood_last = set(terms(last.understood_as or last.question))
     seen: dict[str, dict] = {}
     for ago, turn in enumerate(reversed(turns), start=1):
         for in_question, words in ((True, content_words(turn.question)), (False, content_words(turn.answer or ""))):
@@ -181,7 +176,7 @@ def earlier_words(question: str, history: Sequence[Turn]) -> list[EarlierWord]:
             fragment, reference, alone, float(said["last_question"]), 1 / said["ago"], float(said["first_question"]),
             math.log1p(said["mentions"]), float(said["last_answer"]), float(said["name"]), said["name"] * reference,
             said["last_question"] * fragment, said["last_answer"] * reference, swapping, said["name"] * swapping, own_words,
-            len(said["word"]) / 10, said["last_question"] * alone, said["name"] * alone, float(term in understood_last),
+            len(said["word"]) / 10, said["last_question"] * alone, said["name"] * alone,
         ], dtype=np.float64))
         for term, said in seen.items()
     ]
@@ -207,6 +202,15 @@ def how_it_leans(question: str) -> str | None:
         if word in _REFERRING and not (word == "ce" and following in _NOT_AFTER_CE):
             return REFERENCE
     return None
+
+
+def names_a_new_subject(question: str) -> bool:
+    """Whether a question names its own subject (a name written with a capital after its first
+    word), neither as « Et X ? » nor beside a word referring back: « Qui joue Lawrence Gordon ? »,
+    "Who is Rika?", not « Et l'UE ? » nor « pourquoi il a quitté Moscou ? »."""
+    words = _words(question)
+    named = any(w[0].isupper() and not question.startswith(w) for w in content_words(question))
+    return named and not _opens_with_connector(question, words) and not any(w in _REFERRING for w in words)
 
 
 def swaps_subject(question: str) -> bool:

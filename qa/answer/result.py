@@ -89,7 +89,7 @@ class Answer:
 
     def as_turn(self) -> Turn:
         """This question and the short answer it was given (none if it abstained), as an earlier turn."""
-        return Turn(self.question, self.answer_text if self.answered else None, self.understood_as or None)
+        return Turn(self.question, self.answer_text if self.answered else None)
 
     @property
     def sources(self) -> tuple[Source, ...]:

@@ -229,7 +229,7 @@ def _understanding_cost(cases: list[Case], model: CarryModel) -> dict:
         started = time.perf_counter()
         understand(case.question, history, model)
         times.append((time.perf_counter() - started) * 1000)
-        history.append(Turn(case.question, case.answer, case.standalone))
+        history.append(Turn(case.question, case.answer))
     return {"turns": len(times), "p50_ms": round(float(np.percentile(times, 50)), 3), "p95_ms": round(float(np.percentile(times, 95)), 3)}
 
 

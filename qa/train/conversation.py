@@ -1,7 +1,7 @@
 """Training the carry model (``python -m qa train-carry``): which earlier words a follow-up carries.
 
 Each turn of the dialogue files is read after the turns before it, with the answers they were
-given and as they were understood (the files' known answers and standalone forms), and each earlier word that ``earlier_words`` finds is labelled
+given (the files' known answers), and each earlier word that ``earlier_words`` finds is labelled
 carried when the turn's standalone form holds it (as a BM25 term: folded and stemmed). A logistic
 model is fitted on those words, and the threshold is the one that gives the best F1 of the
 carried words on the training turns. Its figures are held out by folds of dialogues: trained on
@@ -44,7 +44,7 @@ def labelled_words(cases: list[Case]) -> Words:
         for word in earlier_words(case.question, history):
             rows.append(word.features)
             labels.append(float(word.term in standalone))
-        history.append(Turn(case.question, case.answer, case.standalone))
+        history.append(Turn(case.question, case.answer))
     return Words(np.vstack(rows) if rows else np.zeros((0, len(CARRY_FEATURES))), np.array(labels))
 
 

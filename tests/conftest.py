@@ -25,6 +25,10 @@ from qa.tools.cli import main  # noqa: E402
 
 DEV_QUESTIONS = ROOT / "eval" / "dev.jsonl"
 CORPUS_FILE = ROOT / "corpus" / "relations-kazakhstan-russie.txt"
+# A second article, of one paragraph; alone, a corpus whose two texts (the passage and its
+# sentence) embed in a fraction of a second, where the bundled article's 87 take some 20 s of a core.
+BAIKONOUR = "# Baïkonour\n\nLe cosmodrome de Baïkonour est loué par la Russie au Kazakhstan jusqu'en 2050.\n"
+BAIKONOUR_QUESTION = "Jusqu'à quand la Russie loue-t-elle Baïkonour ?"
 
 
 def run_command(capsys, *arguments: str) -> tuple[int, str, str]:
@@ -68,6 +72,16 @@ def private_copy(folder: Path, index_dir: Path, embedder) -> Settings:
     shutil.copytree(index_dir, settings.index)
     build(settings, embedder)
     return settings
+
+
+def small_corpus(folder: Path) -> Settings:
+    """Settings for a corpus of the BAIKONOUR article alone in ``folder``, and an empty index folder
+    beside it: for the tests of a build that embeds every text again, where the bundled corpus's
+    size is not what they test and would only add its 20 s."""
+    (folder / "corpus").mkdir()
+    (folder / "corpus" / "baikonour.md").write_text(BAIKONOUR, "utf-8")
+    (folder / "index").mkdir()
+    return Settings.from_env(corpus=folder / "corpus", index=folder / "index")
 
 
 @pytest.fixture

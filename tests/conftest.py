@@ -25,6 +25,29 @@ from qa.tools.cli import main  # noqa: E402
 
 DEV_QUESTIONS = ROOT / "eval" / "dev.jsonl"
 CORPUS_FILE = ROOT / "corpus" / "relations-kazakhstan-russie.txt"
+# A second article, of one paragraph; alone, a corpus whose two texts (the passage and its
+# sentence) embed in a fraction of a second, where the bundled article's 87 take some 20 s of a core.
+BAIKONOUR = "# Baïkonour\n\nLe cosmodrome de Baïkonour est loué par la Russie au Kazakhstan jusqu'en 2050.\n"
+BAIKONOUR_QUESTION = "Jusqu'à quand la Russie loue-t-elle Baïkonour ?"
+# The modules that take longest (docs/measurements.md, "The test suite"), handed out first so that
+# the two test workers end together; the others follow in their usual order.
+LONGEST_FIRST = (
+    "test_answer_many_articles.py", "test_store_postgres.py", "test_store_rebuilds.py", "test_train_reader.py",
+    "test_packaging.py", "test_store_model.py", "test_tools_bench.py", "test_tools_serve.py", "test_store_onnx.py",
+    "test_store_encoder.py", "test_answer_reader_onnx.py", "test_ui_chat.py", "test_tools_serve_writes.py", "test_ui_browser.py",
+)
+
+
+def pytest_configure(config):
+    """pytest-xdist's loadscope hands out whole modules, by default the most tests first; here in
+    collection order instead, which pytest_collection_modifyitems makes LONGEST_FIRST."""
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: place for place, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: within a module, and for the others, the order stays
 
 
 def run_command(capsys, *arguments: str) -> tuple[int, str, str]:
@@ -68,6 +91,16 @@ def private_copy(folder: Path, index_dir: Path, embedder) -> Settings:
     shutil.copytree(index_dir, settings.index)
     build(settings, embedder)
     return settings
+
+
+def small_corpus(folder: Path) -> Settings:
+    """Settings for a corpus of the BAIKONOUR article alone in ``folder``, and an empty index folder
+    beside it: for the tests of a build that embeds every text again, where the bundled corpus's
+    size is not what they test and would only add its 20 s."""
+    (folder / "corpus").mkdir()
+    (folder / "corpus" / "baikonour.md").write_text(BAIKONOUR, "utf-8")
+    (folder / "index").mkdir()
+    return Settings.from_env(corpus=folder / "corpus", index=folder / "index")
 
 
 @pytest.fixture

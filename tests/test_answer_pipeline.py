@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, dev_questions
+from conftest import BAIKONOUR_QUESTION, ROOT, dev_questions, small_corpus
 from qa.answer.question import QuestionError
 from qa.tools.cli import main
 from qa.ingest.text import squash_spaces
@@ -69,11 +69,12 @@ def test_the_command_line_answers_several_questions_as_json_lines(index_dir, cap
 
 
 def test_a_first_ask_builds_the_missing_index_saying_so_then_answers(tmp_path):
-    first = subprocess.run([sys.executable, "-m", "qa", "--index", str(tmp_path / "index"), "ask", "Astana ?"], cwd=ROOT,
-                           capture_output=True, text=True, timeout=600)
+    settings = small_corpus(tmp_path)  # built from scratch: the corpus of one paragraph, which takes a moment
+    first = subprocess.run([sys.executable, "-m", "qa", "--corpus", str(settings.corpus), "--index", str(settings.index), "ask", BAIKONOUR_QUESTION],
+                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr
     assert "no index yet" in first.stderr and "(first use)" in first.stderr and "embedding" in first.stderr
-    assert first.stdout.startswith("Q: Astana ?") and (tmp_path / "index" / "CURRENT").is_file()
+    assert first.stdout.startswith(f"Q: {BAIKONOUR_QUESTION}") and "2050" in first.stdout and (settings.index / "CURRENT").is_file()
 
 
 def test_the_command_line_explains_an_empty_question(index_dir, capsys):

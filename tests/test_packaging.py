@@ -91,7 +91,8 @@ def test_an_installed_wheel_answers_from_anywhere_and_keeps_its_index_in_the_use
     packages = Path(subprocess.check_output([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], text=True).strip())
     (packages / "dependencies.pth").write_text(site.getsitepackages()[0] + "\n")  # torch & co. of this venv, after the wheel was installed
     home = tmp_path / "home"
-    variables = {name: value for name, value in os.environ.items() if not name.startswith("QA_")}
+    # neither QA_* settings nor a PYTHONPATH naming the checkout, whose qa would be imported instead of the wheel's
+    variables = {name: value for name, value in os.environ.items() if not name.startswith("QA_") and name != "PYTHONPATH"}
     variables.update(HOME=str(home), XDG_DATA_HOME=str(home / "data"), XDG_CACHE_HOME=str(home / "cache"), XDG_CONFIG_HOME=str(home / "config"))
     cwd = tmp_path / "elsewhere"
     cwd.mkdir()

@@ -7,10 +7,9 @@ import hashlib
 import numpy as np
 import pytest
 
-from conftest import CORPUS_FILE
+from conftest import BAIKONOUR_QUESTION, CORPUS_FILE, small_corpus
 from qa.config import Settings
 from qa.engine import build, open_engine
-from qa.ingest.text import squash_spaces
 from qa.store.folder import current_build, load_index
 from qa.store.contract import IncompatibleIndexError, IndexUnusableError, MissingIndexError, check_compatible, reference_text, stale_reasons
 
@@ -61,8 +60,10 @@ def test_a_corrupted_index_file_gives_a_clear_error(private_corpus, damaged):
         load_index(private_corpus.index)
 
 
-def test_a_build_that_fails_half_way_leaves_the_old_index_in_use(private_corpus, embedder):
-    before = current_build(private_corpus.index)
+def test_a_build_that_fails_half_way_leaves_the_old_index_in_use(tmp_path, embedder):
+    settings = small_corpus(tmp_path)  # the failing build embeds from scratch: a corpus that takes a moment
+    build(settings, embedder)
+    before = current_build(settings.index)
 
     class FailingAfterFirstBatch:
         """The real model, made to fail after its first batch (a crash mid-build)."""
@@ -78,12 +79,13 @@ def test_a_build_that_fails_half_way_leaves_the_old_index_in_use(private_corpus,
                 raise RuntimeError("simulated crash")
             return embedder.encode(*args, **kwargs)
 
+    failing = FailingAfterFirstBatch()
     with pytest.raises(RuntimeError, match="simulated crash"):
-        build(private_corpus, FailingAfterFirstBatch(), full=True)
-    assert current_build(private_corpus.index) == before
-    answer = open_engine(private_corpus, embedder).ask("Quelle est la longueur de la frontière ?")
-    assert "6 846 km" in squash_spaces(answer.answer_sentence)
-    assert [p.name for p in private_corpus.index.iterdir() if p.name.startswith((".build-", ".CURRENT."))] == []
+        build(settings, failing, full=True)
+    assert failing.calls == 2  # the passages embedded, then the crash
+    assert current_build(settings.index) == before
+    assert "2050" in open_engine(settings, embedder).ask(BAIKONOUR_QUESTION).answer_sentence
+    assert [p.name for p in settings.index.iterdir() if p.name.startswith((".build-", ".CURRENT."))] == []
 
 
 def test_passages_come_back_from_disk_exactly_as_they_were_split(private_corpus):
@@ -96,17 +98,19 @@ def test_passages_come_back_from_disk_exactly_as_they_were_split(private_corpus)
     assert load_index(settings.index).passages == split
 
 
-def test_an_index_written_in_the_previous_format_says_to_rebuild_and_a_build_replaces_it(private_corpus, embedder):
+def test_an_index_written_in_the_previous_format_says_to_rebuild_and_a_build_replaces_it(tmp_path, embedder):
     import json
 
     from qa.store.folder import index_status
 
-    manifest_path = current_build(private_corpus.index) / "manifest.json"
+    settings = small_corpus(tmp_path)  # everything is embedded again: a corpus that takes a moment
+    build(settings, embedder)
+    manifest_path = current_build(settings.index) / "manifest.json"
     manifest = json.loads(manifest_path.read_text("utf-8"))
     manifest_path.write_text(json.dumps({**manifest, "format_version": 2}), "utf-8")
     with pytest.raises(IncompatibleIndexError, match="format 2, not 3.*python -m qa build"):
-        load_index(private_corpus.index)
-    assert "format 2" in index_status(private_corpus).problem
-    report = build(private_corpus, embedder)
-    assert report.reused == 0  # the old build's vectors are not trusted: everything is embedded again
-    assert load_index(private_corpus.index).manifest.format_version == 3
+        load_index(settings.index)
+    assert "format 2" in index_status(settings).problem
+    report = build(settings, embedder)
+    assert (report.reused, report.embedded) == (0, 2)  # the old build's vectors are not trusted: everything is embedded again
+    assert load_index(settings.index).manifest.format_version == 3

@@ -24,7 +24,7 @@ import psycopg
 import pytest
 
 from api_server import Server
-from conftest import CORPUS_FILE, ROOT, dev_questions, run_command
+from conftest import BAIKONOUR, BAIKONOUR_QUESTION, CORPUS_FILE, ROOT, dev_questions, run_command, small_corpus
 from pg_server import PostgresServer, server_for_tests
 from qa.config import Settings
 from qa.engine import build, index_status, open_engine
@@ -33,7 +33,6 @@ from qa.store.contract import IncompatibleIndexError, IndexUnusableError, Missin
 TEMPLATE = "bundled"
 BORDER = "Quelle est la longueur de la frontière ?"
 SOLDIERS = "Combien de soldats la Russie a-t-elle déployés en janvier 2022 ?"
-SECOND_ARTICLE = "# Baïkonour\n\nLe cosmodrome de Baïkonour est loué par la Russie au Kazakhstan jusqu'en 2050.\n"
 _numbers = itertools.count()
 
 
@@ -132,13 +131,13 @@ def test_editing_one_paragraph_embeds_only_it_and_the_new_text_answers(database,
 
 
 def test_adding_an_article_and_asking_within_it(database, embedder):
-    (database.settings.corpus / "baikonour.md").write_text(SECOND_ARTICLE, "utf-8")
+    (database.settings.corpus / "baikonour.md").write_text(BAIKONOUR, "utf-8")
     report = build(database.settings, embedder)
     assert (report.documents, report.embedded) == (2, 2)
     engine = open_engine(database.settings, embedder)
-    answer = engine.ask("Jusqu'à quand la Russie loue-t-elle Baïkonour ?")
+    answer = engine.ask(BAIKONOUR_QUESTION)
     assert answer.passages[0].passage.title == "Baïkonour" and "2050" in answer.answer_sentence
-    only_kazakhstan = engine.ask("Jusqu'à quand la Russie loue-t-elle Baïkonour ?", articles=frozenset({CORPUS_FILE.stem}))
+    only_kazakhstan = engine.ask(BAIKONOUR_QUESTION, articles=frozenset({CORPUS_FILE.stem}))
     assert {p.passage.doc_id for p in only_kazakhstan.passages} == {CORPUS_FILE.stem}
     first = only_kazakhstan.passages[0].passage
     assert first in engine.store.neighbours(first)
@@ -166,7 +165,7 @@ def test_a_build_killed_mid_way_leaves_the_old_index_answering(database, embedde
 
 
 def test_two_builds_at_once_end_with_one_valid_index(database):
-    (database.settings.corpus / "baikonour.md").write_text(SECOND_ARTICLE, "utf-8")
+    (database.settings.corpus / "baikonour.md").write_text(BAIKONOUR, "utf-8")
     processes = [subprocess.Popen(qa_command(database.settings, "build"), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for _ in range(2)]
     outputs = [process.communicate(timeout=600) for process in processes]
@@ -296,7 +295,7 @@ def current_rows(database: Database, doc_id: str) -> list[int]:
 
 
 def test_before_pgvector_0_8_an_article_filter_on_hnsw_scans_the_articles_rows(database, embedder):
-    (database.settings.corpus / "baikonour.md").write_text(SECOND_ARTICLE, "utf-8")
+    (database.settings.corpus / "baikonour.md").write_text(BAIKONOUR, "utf-8")
     settings = replace(database.settings, ann_threshold=10, pg_ef_search=1)  # alone, HNSW would give one row before the filter
     build(settings, embedder)
     pretend_pgvector(database, "0.7.4")  # no hnsw.iterative_scan
@@ -359,28 +358,37 @@ def test_wrong_credentials_are_refused_without_showing_the_password(database, em
     assert status == 0 and database.server.password not in out + err
 
 
-def test_a_database_without_pgvector_says_how_to_add_it(server, database, embedder):
+def baikonour_answer(settings: Settings, embedder) -> str:
+    return open_engine(settings, embedder).ask(BAIKONOUR_QUESTION).answer_sentence
+
+
+def test_a_database_without_pgvector_says_how_to_add_it(server, embedder, tmp_path):
     name = f"bare_{next(_numbers)}"
     server.sql("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'owner') THEN CREATE ROLE owner LOGIN PASSWORD 'o'; END IF; END $$")
     server.sql(f"CREATE DATABASE {name} OWNER owner")
-    settings = replace(database.settings, index=server.url(user="owner", password="o", database=name))
+    # an empty database, built from scratch: the corpus of one paragraph, which takes a moment
+    settings = replace(small_corpus(tmp_path), index=server.url(user="owner", password="o", database=name))
     with pytest.raises(MissingIndexError, match="no index in"):
         open_engine(settings, embedder)
     with pytest.raises(IndexUnusableError, match="lacks the pgvector extension .* `CREATE EXTENSION vector;`"):
         build(settings, embedder)
     server.sql("CREATE EXTENSION vector", database=name)  # what the administrator does
     build(settings, embedder)
-    assert "6 846" in border_answer(settings, embedder)
+    assert "2050" in baikonour_answer(settings, embedder)
 
 
-def test_an_older_schema_is_reported_then_migrated_by_a_build(database, embedder):
-    database.server.sql("UPDATE citeqa.schema SET version = 0", database=database.name)
+def test_an_older_schema_is_reported_then_migrated_by_a_build(server, embedder, tmp_path):
+    name = f"small_{next(_numbers)}"  # a migration embeds everything again: the corpus of one paragraph, in a database of its own
+    server.sql(f"CREATE DATABASE {name}")
+    settings = replace(small_corpus(tmp_path), index=server.url(database=name))
+    build(settings, embedder)
+    server.sql("UPDATE citeqa.schema SET version = 0", database=name)
     with pytest.raises(IncompatibleIndexError, match="schema version 0, this citeqa reads version 2: run `python -m qa --index URL build` to migrate"):
-        open_engine(database.settings, embedder)
-    assert "schema version 0" in index_status(database.settings).problem
-    report = build(database.settings, embedder)
-    assert report.reused == 0 and report.embedded > 0  # a migration embeds everything again
-    assert "6 846" in border_answer(database.settings, embedder)
+        open_engine(settings, embedder)
+    assert "schema version 0" in index_status(settings).problem
+    report = build(settings, embedder)
+    assert (report.reused, report.embedded) == (0, 2)  # a migration embeds everything again
+    assert "2050" in baikonour_answer(settings, embedder)
 
 
 def test_an_index_of_another_model_is_refused(database, embedder):

@@ -17,7 +17,7 @@ import pytest
 from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
-from conftest import CORPUS_FILE, ROOT, private_copy
+from conftest import BAIKONOUR_QUESTION, CORPUS_FILE, ROOT, private_copy, small_corpus
 from qa.config import Settings
 from qa.tools.corpus_jobs import CorpusJobs, FileStatus, Job
 from qa.tools.feedback import cases_from_feedback
@@ -415,19 +415,28 @@ def test_hostile_corpus_text_is_shown_as_text(tmp_path, feedback_file, monkeypat
     assert sources.startswith("[1] <b>Référence</b> **hostile** :red[y]")
 
 
+def small_corpus_for_the_app(tmp_path, monkeypatch) -> Settings:
+    """The app on conftest's corpus of one paragraph and an empty index folder: for the tests of a
+    build from scratch, which takes a moment on it (some 20 s on the bundled article)."""
+    settings = small_corpus(tmp_path)
+    monkeypatch.setenv("QA_CORPUS", str(settings.corpus))
+    monkeypatch.setenv("QA_INDEX", str(settings.index))
+    return settings
+
+
 def test_missing_index_is_built_then_used(tmp_path, feedback_file, monkeypatch):
-    monkeypatch.setenv("QA_INDEX", str(tmp_path))
+    index = small_corpus_for_the_app(tmp_path, monkeypatch).index
     at = start_app()
     assert not at.error
     assert "Index construit" in at.success[0].value
-    assert (tmp_path / "CURRENT").is_file()
-    reply = ask(at, SOLDIERS)
-    assert "2000 soldats" in highlight_of(passage_of(reply))
+    assert (index / "CURRENT").is_file()
+    reply = ask(at, BAIKONOUR_QUESTION)
+    assert "2050" in highlight_of(passage_of(reply))
 
 
 def test_unusable_index_offers_a_rebuild_that_fixes_it(tmp_path, feedback_file, monkeypatch):
-    (tmp_path / "CURRENT").write_text("build-gone", "utf-8")
-    monkeypatch.setenv("QA_INDEX", str(tmp_path))
+    index = small_corpus_for_the_app(tmp_path, monkeypatch).index
+    (index / "CURRENT").write_text("build-gone", "utf-8")
     monkeypatch.setenv("QA_CHAT_UPLOADS", "1")
     at = start_app()
     assert "build-gone, which is missing" in rendered(at.error[0].value)[0]
@@ -435,9 +444,9 @@ def test_unusable_index_offers_a_rebuild_that_fixes_it(tmp_path, feedback_file, 
     assert not at.chat_input  # the page stops: no chat on an unusable index
     at.button[0].click().run()
     assert not at.exception and not at.error
-    assert (tmp_path / "CURRENT").read_text("utf-8").startswith("build-2")
-    reply = ask(at, SOLDIERS)
-    assert "2000 soldats" in highlight_of(passage_of(reply))
+    assert (index / "CURRENT").read_text("utf-8").startswith("build-2")
+    reply = ask(at, BAIKONOUR_QUESTION)
+    assert "2050" in highlight_of(passage_of(reply))
 
 
 def test_stale_index_warns_with_the_reasons(index_dir, feedback_file, monkeypatch):

@@ -30,7 +30,7 @@ DIALOGUE = [  # kz-d07's first turns, as in ../shared/eval/conversations/kz.json
 
 @pytest.fixture(scope="module")
 def carry():
-    return CarryModel.load()
+    return CarryModel.load(Settings().carry_model)
 
 
 def test_an_ellipsis_borrows_the_previous_questions_words(carry):

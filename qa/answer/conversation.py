@@ -29,8 +29,6 @@ from qa.answer.ranking import LogisticModel, read_weights
 from qa.ingest.text import fold
 from qa.store.lexical import terms
 
-CARRY_MODEL = Path(__file__).parent.parent / "models" / "carry_model.json"
-
 # A question with at most this many content words cannot name its subject: it leans on the conversation.
 SHORT_QUESTION = 2
 # At most this many words carried over from the conversation.
@@ -104,7 +102,7 @@ class CarryModel:
     threshold: float
 
     @classmethod
-    def load(cls, path: Path = CARRY_MODEL) -> "CarryModel":
+    def load(cls, path: Path) -> "CarryModel":
         data = read_weights(path, "features", CARRY_FEATURES, "train-carry")
         return cls(LogisticModel.from_json(data["model"]), float(data["threshold"]))
 
@@ -224,16 +222,19 @@ def _opens_with_connector(question: str, words: list[str]) -> bool:
     return question.lower().replace("’", "'").startswith(_CONNECTOR_PHRASES) or bool(words and words[0] in _CONNECTORS)
 
 
+def _split(text: str) -> list[str]:
+    """A text's words as written, French inverted subjects (« a-t-il ») left out."""
+    return _WORD.findall(_INVERTED_SUBJECT.sub(" ", text.replace("’", "'")).replace("'", " "))
+
+
 def _words(question: str) -> list[str]:
-    """The question's words in lower case, French inverted subjects (« a-t-il ») left out."""
-    lowered = question.lower().replace("’", "'")
-    return _WORD.findall(_INVERTED_SUBJECT.sub(" ", lowered).replace("'", " "))
+    """The question's words in lower case."""
+    return [word.lower() for word in _split(question)]
 
 
 def content_words(text: str) -> list[str]:
     """The words of a text that can name a subject, as written, in order, each once."""
-    words = _WORD.findall(_INVERTED_SUBJECT.sub(" ", text.replace("’", "'")).replace("'", " "))
-    return list(dict.fromkeys(w for w in words if _is_content(w.lower())))
+    return list(dict.fromkeys(w for w in _split(text) if _is_content(w.lower())))
 
 
 def _is_content(word: str) -> bool:

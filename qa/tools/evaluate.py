@@ -19,6 +19,7 @@ import unicodedata
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -208,12 +209,20 @@ def evaluate_dialogues(engine: Engine, cases: list[Case]) -> tuple[dict, list[Ou
     return report, by_way["conversation"]
 
 
+def with_earlier_turns(cases: list[Case]) -> Iterator[tuple[Case, list[Turn]]]:
+    """Each turn of a dialogue file with the list of its dialogue's earlier turns, empty at each
+    new dialogue; the caller appends each turn to it, as it was answered."""
+    history: list[Turn] = []
+    for number, case in enumerate(cases):
+        if number == 0 or case.dialogue != cases[number - 1].dialogue:
+            history = []
+        yield case, history
+
+
 def _in_conversation(engine: Engine, cases: list[Case]) -> list[Outcome]:
     """Each turn asked after the earlier turns of its dialogue, with the answers the engine gave them."""
-    outcomes, history, dialogue = [], [], None
-    for case in cases:
-        if case.dialogue != dialogue:
-            history, dialogue = [], case.dialogue
+    outcomes = []
+    for case, history in with_earlier_turns(cases):
         outcome, answer = ask_case(engine, case, tuple(history))
         outcomes.append(outcome)
         history.append(answer.as_turn())
@@ -222,10 +231,8 @@ def _in_conversation(engine: Engine, cases: list[Case]) -> list[Outcome]:
 
 def _understanding_cost(cases: list[Case], model: CarryModel) -> dict:
     """The time to read each turn after the turns before it (with their known answers), p50 and p95 in ms."""
-    times, history, dialogue = [], [], None
-    for case in cases:
-        if case.dialogue != dialogue:
-            history, dialogue = [], case.dialogue
+    times = []
+    for case, history in with_earlier_turns(cases):
         started = time.perf_counter()
         understand(case.question, history, model)
         times.append((time.perf_counter() - started) * 1000)

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from qa.answer.conversation import CARRY_FEATURES, CARRY_MODEL, CarryModel, Turn, content_words, earlier_words
+from qa.answer.conversation import CARRY_FEATURES, CarryModel, Turn, content_words, earlier_words
+from qa.config import Settings
 from qa.store.lexical import terms
-from qa.tools.evaluate import Case, in_fold, read_cases
+from qa.tools.evaluate import Case, in_fold, read_cases, with_earlier_turns
 from qa.train.confidence import fit_logistic
 
 THRESHOLDS = tuple(np.round(np.arange(0.15, 0.66, 0.05), 2))
@@ -36,10 +37,8 @@ class Words:
 
 def labelled_words(cases: list[Case]) -> Words:
     """Every turn's earlier words, labelled by its standalone form (dialogue files, in order)."""
-    rows, labels, history, dialogue = [], [], [], None
-    for case in cases:
-        if case.dialogue != dialogue:
-            history, dialogue = [], case.dialogue
+    rows, labels = [], []
+    for case, history in with_earlier_turns(cases):
         standalone = {term for word in content_words(case.standalone) for term in terms(word)}
         for word in earlier_words(case.question, history):
             rows.append(word.features)
@@ -88,5 +87,5 @@ def train_carry(files: list[Path], output: Path | None = None, leave_out: int | 
         "command": "python -m qa train-carry " + " ".join(str(p) for p in files) + ("" if leave_out is None else f" --leave-out {leave_out}"),
         "held_out_carried_words": held_out,
     }
-    (output or CARRY_MODEL).write_text(json.dumps(summary, indent=1) + "\n", "utf-8")
+    (output or Settings().carry_model).write_text(json.dumps(summary, indent=1) + "\n", "utf-8")
     return summary

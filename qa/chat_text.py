@@ -7,7 +7,7 @@ plain text, and the progress of an upload or removal."""
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from qa.answer.question import QuestionError, question_language
 from qa.answer.result import Answer, MatchExplanation
@@ -183,10 +183,10 @@ def explanation_markdown(passage: Passage, why: MatchExplanation, language: str)
     return f"**{labels['terms']}**{colon(language)} {found}  \n{scores}\n\n{''.join(pieces)}"
 
 
-def passage_place(passage: Passage) -> str:
-    """Where a passage is, as escaped Markdown: document title › section (, p. 3 in a PDF)."""
-    page = f", {escape_markdown(passage.page_label)}" if passage.page_label else ""
-    return f"{escape_markdown(passage.title)} › {escape_markdown(passage.section)}{page}"
+def passage_place(passage: Passage, escape: Callable[[str], str] = escape_markdown) -> str:
+    """Where a passage is, as Markdown escaped by ``escape``: document title › section (, p. 3 in a PDF)."""
+    page = f", {escape(passage.page_label)}" if passage.page_label else ""
+    return f"{escape(passage.title)} › {escape(passage.section)}{page}"
 
 
 def confidence_cue(answer: Answer) -> str:
@@ -255,13 +255,13 @@ def _answer_markdown(answer: Answer) -> list[str]:
     if answer.passages:
         first = answer.passages[0]
         kind = labels["source"] if answer.answered else labels["maybe"]
-        parts.append(f"{kind}{after} {plain_markdown(first.passage.title)} › {plain_markdown(first.passage.section)} · score {first.score:.2f}")
+        parts.append(f"{kind}{after} {passage_place(first.passage, plain_markdown)} · score {first.score:.2f}")
         parts.append("> " + plain_markdown(first.passage.text).replace("\n", "\n> "))
         notes = [f"- [{f.number}] {plain_markdown(f.reference or labels['missing'])}" for f in first.footnotes]
         if notes:
             parts.append(f"{labels['notes']}{after}\n\n" + "\n".join(notes))
         for source in first.same_fact:
-            parts.append(f"{labels['also']}{after} {plain_markdown(source.passage.title)} › {plain_markdown(source.passage.section)}")
+            parts.append(f"{labels['also']}{after} {passage_place(source.passage, plain_markdown)}")
             parts.append("> " + plain_markdown(source.passage.text[source.sentence[0] : source.sentence[1]]))
     return parts
 

@@ -80,7 +80,8 @@ class MatchOut(BaseModel):
     dense_rank: int
     lexical: float = Field(description="BM25 divided by the question's best BM25")
     lexical_rank: int | None = Field(description="null when BM25 did not find it")
-    reader: float | None = Field(description="the reader's best answerability logit in the passage (above 0: it takes it to answer); null: not read")
+    reader: float | None = Field(description="the reader's best margin in the passage: its best span's score minus its "
+                                             "\"not here\" score (above 0: it finds an answer there); null: not read")
 
 
 class AnswerPassageOut(BaseModel):
